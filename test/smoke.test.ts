@@ -1,0 +1,172 @@
+// npm run smoke's checks against the MLflow double directly (the double plays MLflow's own basic-auth app here;
+// test/smoke-proxy.test.ts puts our real Caddy and nginx in front). Each misbehaviour must fail the right check
+// with the right advice, and cleanup must still remove everything.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { runSmoke, type CheckResult, type SmokeReport, type SmokeSettings } from "../scripts/lib/smoke/checks.ts";
+import { freePort } from "./support/ports.ts";
+import { startMlflowDouble, type MlflowDouble } from "./support/mlflow-double.ts";
+
+const LOGIN = { username: "alice", password: "correct horse" };
+let double: MlflowDouble;
+
+beforeAll(async () => {
+  double = await startMlflowDouble({ basicAuth: LOGIN });
+});
+afterAll(async () => {
+  await double?.stop();
+});
+afterEach(() => double.misbehave({}));
+
+function settings(overrides: Partial<SmokeSettings> = {}): SmokeSettings {
+  return { url: double.url, ...LOGIN, timeoutMs: 5000, keep: false, s3: { skip: "no S3 in this test" }, ...overrides };
+}
+
+function check(report: SmokeReport, name: string): CheckResult {
+  const found = report.results.find((r) => r.name === name);
+  if (!found) throw new Error(`no check named ${name}`);
+  return found;
+}
+
+function assertCleanedUp(target: MlflowDouble, report: SmokeReport) {
+  expect(check(report, "cleanup"), JSON.stringify(check(report, "cleanup"))).toMatchObject({ status: "pass" });
+  expect(report.created.experimentId).toBeDefined();
+  expect(target.leftovers(report.created)).toEqual([]);
+}
+
+function failed(report: SmokeReport): string[] {
+  return report.results.filter((r) => r.status === "fail").map((r) => r.name);
+}
+
+describe("smoke against a well-behaved MLflow", () => {
+  it("passes every check, compares data exactly and deletes what it created", async () => {
+    const seen: string[] = [];
+    const report = await runSmoke(settings({ largeBytes: 3 * 1024 * 1024 + 17 }), { onResult: (r) => seen.push(r.name) });
+    expect(failed(report), JSON.stringify(report.results, null, 1)).toEqual([]);
+    expect(report.ok).toBe(true);
+    expect(seen).toEqual(report.results.map((r) => r.name));
+    expect(report.results.filter((r) => r.status === "skip").map((r) => r.name)).toEqual(["artifact in bucket"]);
+    expect(check(report, "large artifact").detail).toMatch(/^3 MiB: up [\d.]+ MB\/s, down [\d.]+ MB\/s, sha256 matches$/);
+    // The large body really went through, streamed: the double received exactly that many bytes in one PUT.
+    expect(double.calls.some((c) => c.method === "PUT" && c.bodyBytes === 3 * 1024 * 1024 + 17)).toBe(true);
+    // get-history always carries max_results (without it MLflow 3.x answers an empty page).
+    const history = double.calls.filter((c) => c.path.includes("/metrics/get-history"));
+    expect(history.length).toBeGreaterThan(0);
+    expect(history.every((c) => c.path.includes("max_results="))).toBe(true);
+    assertCleanedUp(double, report);
+  });
+
+  it("--keep leaves the experiment and the model in place", async () => {
+    const report = await runSmoke(settings({ keep: true }));
+    expect(report.ok).toBe(true);
+    expect(check(report, "cleanup")).toMatchObject({ status: "skip" });
+    expect(check(report, "cleanup").detail).toContain(report.created.experimentName);
+    expect([...double.state.experiments.values()].find((e) => e.name === report.created.experimentName)?.lifecycle_stage).toBe("active");
+    expect(double.state.models.has(report.created.modelName)).toBe(true);
+  });
+
+  it("warns, without failing, when /version differs from MLFLOW_VERSION", async () => {
+    const report = await runSmoke(settings({ expectedVersion: "3.15.1" }));
+    expect(report.ok).toBe(true);
+    expect(check(report, "version")).toMatchObject({ status: "pass", detail: "3.11.2.dev0" });
+    expect(check(report, "version").warning).toContain("MLFLOW_VERSION=3.15.1");
+  });
+});
+
+describe("smoke failures say what to fix", () => {
+  it("no auth in front of MLflow: the auth checks fail", async () => {
+    const open = await startMlflowDouble();
+    try {
+      const report = await runSmoke(settings({ url: open.url }));
+      expect(failed(report)).toEqual(["auth: no credentials", "auth: wrong password"]);
+      expect(check(report, "auth: no credentials").detail).toContain("answered 200 without credentials");
+      expect(check(report, "auth: no credentials").advice).toContain("basic auth");
+      assertCleanedUp(open, report);
+    } finally {
+      await open.stop();
+    }
+  });
+
+  it("wrong password: 401 with credentials → check the password and the hash", async () => {
+    const report = await runSmoke(settings({ password: "wrong" }));
+    expect(report.ok).toBe(false);
+    expect(check(report, "version")).toMatchObject({ status: "fail" });
+    expect(check(report, "version").detail).toContain("answered 401");
+    expect(check(report, "version").advice).toContain("secrets/proxy_password.alice");
+    expect(check(report, "create experiment").advice).toContain("proxy_users");
+    expect(check(report, "create run")).toMatchObject({ status: "skip", detail: 'needs "create experiment", which did not pass' });
+    expect(check(report, "cleanup")).toMatchObject({ status: "skip", detail: "nothing was created" });
+  });
+
+  it("403 Invalid Host header → set DOMAIN", async () => {
+    double.misbehave({ allowedHosts: ["mlflow.example.com"] });
+    const report = await runSmoke(settings());
+    expect(check(report, "health").status).toBe("pass"); // /health is exempt from MLflow's host check, as recorded
+    const version = check(report, "version");
+    expect(version.status).toBe("fail");
+    expect(version.detail).toContain("Invalid Host header - possible DNS rebinding attack detected");
+    expect(version.advice).toContain(`MLflow refused the Host header '127.0.0.1:${double.port}'`);
+    expect(version.advice).toContain("set DOMAIN=127.0.0.1 in .env");
+  });
+
+  it("413 on artifact uploads → raise PROXY_MAX_BODY_SIZE; cleanup still runs", async () => {
+    double.misbehave({ fail: { status: 413, match: /^PUT \/api\/2\.0\/mlflow-artifacts\//, body: "Request Entity Too Large" } });
+    const report = await runSmoke(settings());
+    expect(failed(report)).toEqual(["artifact upload"]);
+    expect(check(report, "artifact upload").detail).toContain("answered 413");
+    expect(check(report, "artifact upload").advice).toContain("raise PROXY_MAX_BODY_SIZE in .env");
+    expect(check(report, "register model version").status).toBe("skip");
+    double.misbehave({});
+    assertCleanedUp(double, report);
+  });
+
+  it("502 from the proxy → MLflow down", async () => {
+    double.misbehave({ fail: { status: 502, match: /^(?!GET \/health)/, body: "Bad Gateway" } });
+    const report = await runSmoke(settings());
+    expect(check(report, "version").status).toBe("fail");
+    expect(check(report, "version").advice).toContain("could not reach MLflow");
+    expect(check(report, "auth: no credentials").advice).toContain("could not reach MLflow");
+  });
+
+  it("a slow MLflow → a timeout that names the limit", async () => {
+    double.misbehave({ delay: { ms: 1500, match: /\/experiments\/create/ } });
+    const report = await runSmoke(settings({ timeoutMs: 300 }));
+    expect(failed(report)).toEqual(["create experiment"]);
+    expect(check(report, "create experiment").detail).toContain("no answer within 300 ms");
+    expect(check(report, "create experiment").advice).toContain("--timeout");
+    // The create may still complete: cleanup looks for it and says so when it is not there (yet).
+    expect(check(report, "cleanup").status).toBe("skip");
+    expect(check(report, "cleanup").detail).toContain(`timed-out create of ${report.created.experimentName}`);
+  });
+
+  it("a download whose bytes differ → the sha256 check fails", async () => {
+    double.misbehave({ corruptDownloads: true });
+    const report = await runSmoke(settings({ largeBytes: 2 * 1024 * 1024 }));
+    expect(failed(report)).toEqual(["artifact download", "large artifact"]);
+    expect(check(report, "artifact download").detail).toMatch(/sha256 [0-9a-f]{12}…, uploaded 65536 bytes/);
+    expect(check(report, "artifact download").advice).toContain("changes artifacts");
+    double.misbehave({});
+    assertCleanedUp(double, report);
+  });
+
+  it("nothing listening → start the stack; everything else is skipped", async () => {
+    const port = await freePort();
+    const report = await runSmoke(settings({ url: `http://127.0.0.1:${port}` }));
+    expect(check(report, "health")).toMatchObject({ status: "fail" });
+    expect(check(report, "health").detail).toContain("ECONNREFUSED");
+    expect(check(report, "health").advice).toContain("docker compose up -d --wait");
+    expect(report.results.slice(1).every((r) => r.status === "skip")).toBe(true);
+  });
+
+  it("artifacts not proxied (artifact_uri s3://…) → start MLflow with --serve-artifacts", async () => {
+    // A server without --serve-artifacts hands out the storage URI itself.
+    const original = double.state.experiments;
+    const report = await runSmoke(settings(), {
+      onResult: (result) => {
+        if (result.name === "create experiment") for (const e of original.values()) e.artifact_location = e.artifact_location.replace(/^mlflow-artifacts:/, "s3://mlflow");
+      },
+    });
+    expect(failed(report)).toEqual(["create run"]);
+    expect(check(report, "create run").detail).toContain("not mlflow-artifacts:/");
+    expect(check(report, "create run").advice).toContain("--serve-artifacts");
+  });
+});
