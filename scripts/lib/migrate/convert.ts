@@ -1,0 +1,163 @@
+// Value conversion SQLite -> PostgreSQL, by the TARGET column's type, in two independent forms:
+//  - `copyText`: the value in PostgreSQL's COPY text format (what we load);
+//  - `canonical`: a type-exact text form that PostgreSQL can compute from the STORED value on its side
+//    (see `canonicalSql`), so comparing checksums of both proves the load lost nothing (floats by their 8 bytes).
+// SQLite values arrive from better-sqlite3 with `safeIntegers`: INTEGER as bigint (exact beyond 2^53), REAL as
+// number, TEXT as string, BLOB as Buffer, NULL as null.
+import { UserError } from "../cli.ts";
+
+export type SqliteValue = bigint | number | string | Buffer | null;
+
+/** The families of PostgreSQL types we convert to; anything else goes through as text. */
+export type Kind = "bool" | "int" | "float8" | "float4" | "bytea" | "text";
+
+export function kindOf(pgType: string): Kind {
+  switch (pgType) {
+    case "boolean":
+      return "bool";
+    case "smallint":
+    case "integer":
+    case "bigint":
+      return "int";
+    case "double precision":
+      return "float8";
+    case "real":
+      return "float4";
+    case "bytea":
+      return "bytea";
+    default:
+      return "text"; // character varying, text, json, jsonb, numeric, ... (PostgreSQL parses the text)
+  }
+}
+
+export class ConversionError extends UserError {}
+
+function toNumber(value: SqliteValue, where: () => string): number {
+  if (typeof value === "number") return value;
+  if (typeof value === "bigint") return Number(value);
+  if (typeof value === "string" && value.trim() !== "" && !Number.isNaN(Number(value))) return Number(value);
+  throw new ConversionError(`${where()}: expected a number, found ${describe(value)}`);
+}
+
+function toBool(value: SqliteValue, where: () => string): boolean {
+  if (typeof value === "bigint") return value !== 0n;
+  if (typeof value === "number") return value !== 0;
+  if (typeof value === "string") {
+    const v = value.trim().toLowerCase();
+    if (["1", "t", "true"].includes(v)) return true;
+    if (["0", "f", "false"].includes(v)) return false;
+  }
+  throw new ConversionError(`${where()}: expected a boolean (0/1), found ${describe(value)}`);
+}
+
+function toIntText(value: SqliteValue, where: () => string): string {
+  if (typeof value === "bigint") return value.toString();
+  if (typeof value === "number" && Number.isInteger(value)) return BigInt(value).toString();
+  if (typeof value === "string" && /^\s*[-+]?\d+\s*$/.test(value)) return BigInt(value.trim()).toString();
+  throw new ConversionError(`${where()}: expected an integer, found ${describe(value)}`);
+}
+
+function toText(value: SqliteValue): string {
+  if (typeof value === "string") return value;
+  if (Buffer.isBuffer(value)) return value.toString("utf8");
+  return String(value); // SQLite numbers in a text column: their SQLite text form
+}
+
+function describe(value: SqliteValue): string {
+  if (Buffer.isBuffer(value)) return `a blob of ${value.length} bytes`;
+  const s = typeof value === "string" ? JSON.stringify(value) : String(value);
+  return s.length > 40 ? s.slice(0, 40) + "…" : s;
+}
+
+/** Shortest text that parses back to exactly the same double (JS gives it; -0 and NaN/inf spelled for PostgreSQL). */
+export function floatText(x: number): string {
+  if (Number.isNaN(x)) return "NaN";
+  if (x === Infinity) return "Infinity";
+  if (x === -Infinity) return "-Infinity";
+  if (Object.is(x, -0)) return "-0";
+  return String(x);
+}
+
+const scratch = Buffer.alloc(8);
+function float8Hex(x: number): string {
+  if (Number.isNaN(x)) return "7ff8000000000000"; // PostgreSQL's canonical NaN
+  scratch.writeDoubleBE(x, 0);
+  return scratch.toString("hex");
+}
+function float4Hex(x: number): string {
+  if (Number.isNaN(x)) return "7fc00000";
+  scratch.writeFloatBE(x, 0);
+  return scratch.toString("hex", 0, 4);
+}
+
+/** COPY text escaping of a text value. */
+export function escapeCopy(s: string): string {
+  // Fast path: most values need no escaping.
+  if (!/[\\\n\r\t]/.test(s)) return s;
+  return s.replace(/[\\\n\r\t]/g, (c) => (c === "\\" ? "\\\\" : c === "\n" ? "\\n" : c === "\r" ? "\\r" : "\\t"));
+}
+
+/** A converter for one column: the COPY field and the canonical field (both for a non-null value). */
+export interface Converter {
+  copy(value: SqliteValue): string;
+  canonical(value: SqliteValue): string;
+}
+
+export function converterFor(kind: Kind, where: () => string): Converter {
+  switch (kind) {
+    case "bool":
+      return {
+        copy: (v) => (toBool(v, where) ? "t" : "f"),
+        canonical: (v) => (toBool(v, where) ? "t" : "f"),
+      };
+    case "int":
+      return { copy: (v) => toIntText(v, where), canonical: (v) => toIntText(v, where) };
+    case "float8":
+      return { copy: (v) => floatText(toNumber(v, where)), canonical: (v) => float8Hex(toNumber(v, where)) };
+    case "float4":
+      return { copy: (v) => floatText(Math.fround(toNumber(v, where))), canonical: (v) => float4Hex(toNumber(v, where)) };
+    case "bytea":
+      return {
+        copy: (v) => "\\\\x" + (Buffer.isBuffer(v) ? v : Buffer.from(toText(v), "utf8")).toString("hex"),
+        canonical: (v) => (Buffer.isBuffer(v) ? v : Buffer.from(toText(v), "utf8")).toString("hex"),
+      };
+    case "text":
+      return { copy: (v) => escapeCopy(toText(v)), canonical: (v) => toText(v) };
+  }
+}
+
+/** SQL expression computing the canonical text of column `col` (quoted identifier) of `kind` on the PostgreSQL side. */
+export function canonicalSql(col: string, kind: Kind): string {
+  switch (kind) {
+    case "bool":
+      return `case when ${col} then 't' else 'f' end`;
+    case "int":
+      return `${col}::text`;
+    case "float8":
+      return `encode(float8send(${col}), 'hex')`;
+    case "float4":
+      return `encode(float4send(${col}), 'hex')`;
+    case "bytea":
+      return `encode(${col}, 'hex')`;
+    case "text":
+      return `${col}::text`;
+  }
+}
+
+/**
+ * The canonical row text: per column `<utf8 byte length>:<value>` or `-` for NULL, concatenated — unambiguous
+ * without escaping. PostgreSQL side: `canonicalRowSql`; JS side: `canonicalField` per column.
+ */
+export function canonicalRowSql(cols: { quoted: string; kind: Kind }[]): string {
+  if (cols.length === 0) return `''`;
+  return cols
+    .map(({ quoted, kind }) => {
+      const v = canonicalSql(quoted, kind);
+      return `coalesce(octet_length(${v})::text || ':' || ${v}, '-')`;
+    })
+    .join(" || ");
+}
+
+export function canonicalField(text: string | null): string {
+  return text === null ? "-" : `${Buffer.byteLength(text, "utf8")}:${text}`;
+}

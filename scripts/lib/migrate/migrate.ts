@@ -1,0 +1,220 @@
+// `npm run migrate`: SQLite MLflow -> the schema MLflow created in PostgreSQL, in ONE transaction:
+// lock, drop keys/indexes/foreign keys, TRUNCATE, COPY FREEZE every table, rebuild indexes and keys, validate the
+// foreign keys once, reset sequences, verify checksums, rewrite artifact locations, commit. Any failure (or a kill)
+// before COMMIT leaves the target exactly as it was.
+import type pg from "pg";
+import { UserError } from "../cli.ts";
+import { copyTable, sharedColumns, type Checksum } from "./copy.ts";
+import { resetSequences, type SequenceReset } from "./sequences.ts";
+import { openSource, type Source } from "./source.ts";
+import { connectTarget, otherSessions, readCatalog, redactUrl, targetAlembicVersion, targetFailure, userData, type Catalog } from "./target.ts";
+import { compare, targetChecksum, type VerifiedTable } from "./verify.ts";
+import { rewriteLocations, type LocationRewrite } from "./locations.ts";
+
+export type MigrateEvent =
+  | { type: "phase"; message: string }
+  | { type: "table-start"; table: string; total: number }
+  | { type: "table-progress"; table: string; done: number; total: number }
+  | { type: "table-done"; table: string; rows: number; seconds: number };
+
+export interface MigrateOptions {
+  from: string;
+  to: string;
+  password?: string;
+  replace?: boolean;
+  dryRun?: boolean;
+  /** How long to wait for table locks held by someone else before giving up. */
+  lockTimeoutMs?: number;
+  /** Rewrites file:// locations under this root to mlflow-artifacts:/ (see locations.ts). */
+  artifactRoot?: string;
+  /** Called after the pre-flight checks with the plan; false = stop without writing. */
+  confirm?: (plan: Plan) => Promise<boolean>;
+  /** Runs after the pre-flight checks and before the database transaction (the artifact upload). */
+  beforeCopy?: (plan: Plan) => Promise<void>;
+  onEvent?: (e: MigrateEvent) => void;
+}
+
+export interface Plan {
+  source: string;
+  target: string;
+  alembicVersion: string;
+  tables: { table: string; rows: number }[];
+  totalRows: number;
+  replace: boolean;
+  /** What the target held before (empty list = a fresh MLflow schema). */
+  targetUserData: string[];
+  skippedSourceTables: string[];
+}
+
+export interface MigrateResult {
+  plan: Plan;
+  dryRun: boolean;
+  committed: boolean;
+  verified: VerifiedTable[];
+  sequences: SequenceReset[];
+  locations: LocationRewrite[];
+  seconds: number;
+  rowsPerSecond: number;
+}
+
+export async function preflight(source: Source, client: pg.Client, catalog: Catalog, opts: MigrateOptions): Promise<Plan> {
+  const enc = (await client.query<{ e: string }>("select current_setting('server_encoding') as e")).rows[0].e;
+  if (enc.toUpperCase() !== "UTF8") throw new UserError(`target database encoding is ${enc}; MLflow's data needs UTF8 — create the database with ENCODING 'UTF8'`);
+  const version = await targetAlembicVersion(client, catalog);
+  if (version === undefined) {
+    throw new UserError(
+      `${redactUrl(opts.to)} has no MLflow schema — start MLflow on it once so it creates the schema (the stack: docker compose up -d --wait), then re-run`,
+    );
+  }
+  if (version !== source.alembicVersion) {
+    throw new UserError(
+      `schema revisions differ: source ${source.alembicVersion}, target ${version} — the source must come from the same MLflow version as the stack: ` +
+        `if it is older, upgrade a copy with --upgrade-source; if it is newer, raise MLFLOW_VERSION of the stack first`,
+    );
+  }
+  const tables: { table: string; rows: number }[] = [];
+  const skipped: string[] = [];
+  for (const [name, t] of source.tables) {
+    if (name === "alembic_version") continue;
+    const target = catalog.tables.get(name);
+    if (!target) {
+      if (t.rows > 0) throw new UserError(`source table ${name} (${t.rows} rows) does not exist in the target — same MLflow version expected; nothing was written`);
+      skipped.push(name);
+      continue;
+    }
+    const missing = t.columns.filter((c) => !target.columns.some((tc) => tc.name === c));
+    if (missing.length) throw new UserError(`target table ${name} lacks column(s) ${missing.join(", ")} of the source — same MLflow version expected; nothing was written`);
+  }
+  for (const name of catalog.order) {
+    if (name === "alembic_version") continue;
+    const t = source.tables.get(name);
+    if (t) tables.push({ table: name, rows: t.rows });
+  }
+  const existing = await userData(client, catalog);
+  if (existing.length && !opts.replace) {
+    throw new UserError(`target is not empty (${existing.slice(0, 4).join(", ")}${existing.length > 4 ? ", …" : ""}) — nothing was written; use --replace to overwrite it (its data is deleted), or an empty MLflow database`);
+  }
+  const sessions = await otherSessions(client);
+  if (sessions.length && !opts.dryRun) {
+    const who = sessions.slice(0, 3).map((s) => `${s.application || "unnamed"}@${s.client}`).join(", ");
+    throw new UserError(`${sessions.length} other session(s) are connected to the target (${who}) — stop the MLflow server first (the stack: docker compose stop mlflow), then re-run`);
+  }
+  return {
+    source: source.path,
+    target: redactUrl(opts.to),
+    alembicVersion: version,
+    tables,
+    totalRows: tables.reduce((a, t) => a + t.rows, 0),
+    replace: existing.length > 0,
+    targetUserData: existing,
+    skippedSourceTables: skipped,
+  };
+}
+
+export async function migrate(opts: MigrateOptions): Promise<MigrateResult> {
+  const started = performance.now();
+  const emit = opts.onEvent ?? (() => {});
+  const source = openSource(opts.from);
+  let client: pg.Client | undefined;
+  try {
+    client = await connectTarget(opts.to, opts.password);
+    const catalog = await readCatalog(client);
+    const plan = await preflight(source, client, catalog, opts);
+    const result: MigrateResult = { plan, dryRun: !!opts.dryRun, committed: false, verified: [], sequences: [], locations: [], seconds: 0, rowsPerSecond: 0 };
+    if (opts.dryRun) return finish(result, started);
+    if (opts.confirm && !(await opts.confirm(plan))) throw new UserError("cancelled; nothing was written");
+    await opts.beforeCopy?.(plan);
+    await copyAll(client, source, catalog, plan, opts, result, emit);
+    return finish(result, started);
+  } catch (error) {
+    throw client ? targetFailure(opts.to, error) : error;
+  } finally {
+    source.close();
+    await client?.end().catch(() => {});
+  }
+}
+
+function finish(result: MigrateResult, started: number): MigrateResult {
+  result.seconds = (performance.now() - started) / 1000;
+  result.rowsPerSecond = result.plan.totalRows / Math.max(result.seconds, 1e-9);
+  return result;
+}
+
+async function copyAll(client: pg.Client, source: Source, catalog: Catalog, plan: Plan, opts: MigrateOptions, result: MigrateResult, emit: (e: MigrateEvent) => void) {
+  const loaded = new Set(plan.tables.map((t) => t.table));
+  const q = (sql: string) => client.query(sql);
+  await q("begin");
+  try {
+    await q(`set local lock_timeout = ${Math.max(1, Math.round(opts.lockTimeoutMs ?? 10_000))}`);
+    // PostgreSQL's memory for the index builds (not this process'); btree builds use parallel workers.
+    await q("set local maintenance_work_mem = '256MB'");
+    const list = [...loaded].map((t) => catalog.tables.get(t)!.qualified).join(", ");
+    emit({ type: "phase", message: "locking the target tables" });
+    try {
+      await q(`lock table ${list} in access exclusive mode`);
+    } catch (error) {
+      if ((error as { code?: string }).code === "55P03") throw new UserError("the target tables are in use (lock timeout) — stop the MLflow server first (docker compose stop mlflow); nothing was written");
+      throw error;
+    }
+    // Nobody can have written since the pre-flight check now; re-check under the lock.
+    const now = await userData(client, catalog);
+    if (now.length && !opts.replace) throw new UserError(`target is not empty any more (${now[0]}) — nothing was written`);
+
+    // Bare tables: foreign keys, then primary/unique keys and indexes go; rebuilt once after the load.
+    emit({ type: "phase", message: "dropping keys and indexes for the bulk load (rebuilt before commit)" });
+    const fks = catalog.foreignKeys;
+    const keys = catalog.keys.filter((k) => loaded.has(k.table));
+    const indexes = catalog.indexes.filter((i) => loaded.has(i.table));
+    const qt = (t: string) => catalog.tables.get(t)!.qualified;
+    for (const fk of fks) await q(`alter table ${qt(fk.table)} drop constraint "${fk.name.replaceAll('"', '""')}"`);
+    for (const k of keys) await q(`alter table ${qt(k.table)} drop constraint "${k.name.replaceAll('"', '""')}"`);
+    for (const i of indexes) await q(`drop index ${catalog.schema === "public" ? "" : `"${catalog.schema}".`}"${i.name.replaceAll('"', '""')}"`);
+    await q(`truncate ${list}`);
+
+    const checksums = new Map<string, Checksum>();
+    for (const { table, rows } of plan.tables) {
+      const t0 = performance.now();
+      emit({ type: "table-start", table, total: rows });
+      const sum = await copyTable({
+        client,
+        db: source.db,
+        sourcePath: source.path,
+        table: catalog.tables.get(table)!,
+        sourceColumns: source.tables.get(table)!.columns,
+        total: rows,
+        freeze: true,
+        onProgress: (p) => emit({ type: "table-progress", ...p }),
+      });
+      checksums.set(table, sum);
+      emit({ type: "table-done", table, rows: sum.rows, seconds: (performance.now() - t0) / 1000 });
+    }
+
+    emit({ type: "phase", message: `building ${keys.length} keys and ${indexes.length} indexes` });
+    for (const k of keys) await q(k.create);
+    for (const i of indexes) await q(i.create);
+    emit({ type: "phase", message: `validating ${fks.length} foreign keys` });
+    for (const fk of fks) await q(fk.create);
+
+    result.sequences = await resetSequences(client, catalog, loaded);
+
+    emit({ type: "phase", message: "verifying row counts and checksums" });
+    for (const { table } of plan.tables) {
+      const t = catalog.tables.get(table)!;
+      const cols = sharedColumns(t, source.tables.get(table)!.columns);
+      const theirs = checksums.get(table)!;
+      const ours = cols.length ? await targetChecksum(client, t, cols) : { rows: 0, sum: "0" };
+      result.verified.push(compare(table, theirs, ours));
+    }
+    const bad = result.verified.filter((v) => !v.ok);
+    if (bad.length) {
+      throw new UserError(`verification failed for ${bad.map((b) => `${b.table} (rows ${b.sourceRows}/${b.targetRows})`).join(", ")} — rolled back, nothing was written`);
+    }
+    if (opts.artifactRoot) result.locations = await rewriteLocations(client, catalog, opts.artifactRoot);
+    emit({ type: "phase", message: "committing" });
+    await q("commit");
+    result.committed = true;
+  } catch (error) {
+    await q("rollback").catch(() => {});
+    throw error;
+  }
+}
