@@ -3,7 +3,9 @@
 // with the right advice, and cleanup must still remove everything.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runSmoke, type CheckResult, type SmokeReport, type SmokeSettings } from "../scripts/lib/smoke/checks.ts";
+import { HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { freePort } from "./support/ports.ts";
+import { s3ClientConfig, startS3Server, type S3Server } from "./support/s3.ts";
 import { startMlflowDouble, type MlflowDouble } from "./support/mlflow-double.ts";
 
 const LOGIN = { username: "alice", password: "correct horse" };
@@ -127,6 +129,16 @@ describe("smoke failures say what to fix", () => {
     expect(check(report, "auth: no credentials").advice).toContain("could not reach MLflow");
   });
 
+  it("504 from the proxy → MLflow too slow for the proxy", async () => {
+    double.misbehave({ fail: { status: 504, match: /^POST \/api\/2\.0\/mlflow\/runs\/log-batch/, body: "Gateway Timeout" } });
+    const report = await runSmoke(settings());
+    expect(failed(report)).toEqual(["log-batch"]);
+    expect(check(report, "log-batch").advice).toContain("did not answer the proxy in time (504)");
+    expect(check(report, "read run back").status).toBe("skip");
+    double.misbehave({});
+    assertCleanedUp(double, report);
+  });
+
   it("a slow MLflow → a timeout that names the limit", async () => {
     double.misbehave({ delay: { ms: 1500, match: /\/experiments\/create/ } });
     const report = await runSmoke(settings({ timeoutMs: 300 }));
@@ -168,5 +180,52 @@ describe("smoke failures say what to fix", () => {
     expect(failed(report)).toEqual(["create run"]);
     expect(check(report, "create run").detail).toContain("not mlflow-artifacts:/");
     expect(check(report, "create run").advice).toContain("--serve-artifacts");
+  });
+});
+
+describe("smoke: the artifact in the bucket (HeadObject against a real local S3 server)", () => {
+  let s3: S3Server;
+  let forwarding: MlflowDouble;
+  beforeAll(async () => {
+    s3 = await startS3Server({ buckets: ["mlflow", "elsewhere"] });
+    // Like MLflow with --artifacts-destination s3://mlflow/: every upload goes on into the bucket.
+    forwarding = await startMlflowDouble({ basicAuth: LOGIN, s3: { ...s3, bucket: "mlflow" } });
+  });
+  afterAll(async () => {
+    await forwarding?.stop();
+    await s3?.stop();
+  });
+  const target = (bucket: string) => ({ endpoint: s3.endpoint, region: s3.region, bucket, prefix: "", accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
+
+  it("finds the uploaded object with the uploaded size; cleanup removes it from the bucket too", async () => {
+    let key = "";
+    const report = await runSmoke(settings({ url: forwarding.url, s3: target("mlflow") }), {
+      onResult: (result) => {
+        if (result.name === "artifact in bucket") key = /s3:\/\/mlflow\/(\S+)/.exec(result.detail ?? "")?.[1] ?? "";
+      },
+    });
+    expect(failed(report)).toEqual([]);
+    expect(check(report, "artifact in bucket").detail).toMatch(/^s3:\/\/mlflow\/\d+\/[0-9a-f]{32}\/artifacts\/model\/model\.bin at http:\/\/127\.0\.0\.1:\d+ \(65536 bytes\)$/);
+    assertCleanedUp(forwarding, report);
+    const client = new S3Client(s3ClientConfig(s3));
+    try {
+      await expect(client.send(new HeadObjectCommand({ Bucket: "mlflow", Key: key }))).rejects.toMatchObject({ name: "NotFound" });
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it("artifacts that never reach the bucket → check --artifacts-destination", async () => {
+    const report = await runSmoke(settings({ url: forwarding.url, s3: target("elsewhere") }));
+    expect(failed(report)).toEqual(["artifact in bucket"]);
+    expect(check(report, "artifact in bucket").detail).toMatch(/^s3:\/\/elsewhere\/.*model\.bin at .*: not found$/);
+    expect(check(report, "artifact in bucket").advice).toContain("--artifacts-destination s3://elsewhere");
+    assertCleanedUp(forwarding, report);
+  });
+
+  it("wrong S3 credentials for the check → says which settings hold them", async () => {
+    const report = await runSmoke(settings({ url: forwarding.url, s3: { ...target("mlflow"), accessKeyId: "nobody", secretAccessKey: "wrong" } }));
+    expect(failed(report)).toEqual(["artifact in bucket"]);
+    expect(check(report, "artifact in bucket").advice).toContain("secrets/minio_root_password");
   });
 });

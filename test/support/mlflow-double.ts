@@ -2,7 +2,7 @@
 // recordings in test/fixtures/mlflow-3.11/api-transcript.jsonl (bodies, content types, the error envelope, the 403
 // "Invalid Host header" answer, the empty get-history page without max_results), stateful enough for the smoke's calls,
 // and able to misbehave on demand (403 host check, any status such as 413/502, slow answers, corrupted downloads).
-import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -495,6 +495,13 @@ export async function startMlflowDouble(options: DoubleOptions = {}): Promise<Ml
     }
     if (method === "DELETE") {
       rmSync(file, { recursive: true, force: true });
+      if (s3 && options.s3) {
+        // Like MLflow's S3 repository: the object, or everything under the folder.
+        const target = options.s3;
+        const objectKey = [target.prefix, key].filter(Boolean).join("/");
+        const listed = await s3.send(new ListObjectsV2Command({ Bucket: target.bucket, Prefix: `${objectKey}/` }));
+        for (const k of [objectKey, ...(listed.Contents ?? []).map((o) => o.Key!)]) await s3.send(new DeleteObjectCommand({ Bucket: target.bucket, Key: k }));
+      }
       return json(response, 200, {});
     }
     return text(response, 405, "Method Not Allowed", "text/plain");
