@@ -8,6 +8,7 @@ import {
   formatUserLine,
   passwordFromFile,
   readIfExists,
+  removeStaleTemps,
   replaceFile,
   setUserLine,
   tightenMode,
@@ -89,6 +90,21 @@ describe("replaceFile", () => {
     const before = statSync(path).ino;
     replaceFile(path, "new");
     expect(statSync(path).ino).not.toBe(before);
+  });
+});
+
+describe("removeStaleTemps", () => {
+  it("removes only old temporary files of an interrupted run", () => {
+    const old = new Date(Date.now() - 120_000);
+    writeFileSync(join(dir, ".postgres_password.tmp-0123456789ab"), "x");
+    utimesSync(join(dir, ".postgres_password.tmp-0123456789ab"), old, old);
+    writeFileSync(join(dir, ".minio_root_password.tmp-ba9876543210"), "fresh: may belong to a run in progress");
+    writeFileSync(join(dir, "postgres_password"), "x");
+    utimesSync(join(dir, "postgres_password"), old, old);
+    writeFileSync(join(dir, ".notes.tmp-mine"), "x");
+    utimesSync(join(dir, ".notes.tmp-mine"), old, old);
+    expect(removeStaleTemps(dir)).toEqual([".postgres_password.tmp-0123456789ab"]);
+    expect(readdirSync(dir).sort()).toEqual([".minio_root_password.tmp-ba9876543210", ".notes.tmp-mine", "postgres_password"]);
   });
 });
 

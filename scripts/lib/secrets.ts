@@ -1,7 +1,7 @@
 // Files under secrets/: created without ever replacing an existing one, replaced only atomically, and never
 // left half-written. Every write goes to a temporary file in the same directory first.
 import { randomBytes } from "node:crypto";
-import { chmodSync, closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { chmodSync, closeSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 
 export const SECRETS_DIR_MODE = 0o700;
@@ -18,6 +18,27 @@ export const SECRET_FILES = {
 
 function errorCode(error: unknown): string | undefined {
   return typeof error === "object" && error && "code" in error ? String((error as { code: unknown }).code) : undefined;
+}
+
+const TEMP_NAME = /^\..+\.tmp-[0-9a-f]{12}$/;
+
+/**
+ * Removes temporary files a killed run left in `dir` (they live for milliseconds in a run that finishes),
+ * when older than `minAgeMs` so a concurrent run's file is never taken away. Returns their names.
+ */
+export function removeStaleTemps(dir: string, minAgeMs = 60_000): string[] {
+  const removed: string[] = [];
+  for (const name of readdirSync(dir)) {
+    if (!TEMP_NAME.test(name)) continue;
+    try {
+      if (Date.now() - statSync(join(dir, name)).mtimeMs < minAgeMs) continue;
+      unlinkSync(join(dir, name));
+      removed.push(name);
+    } catch (error) {
+      if (errorCode(error) !== "ENOENT") throw error;
+    }
+  }
+  return removed;
 }
 
 /** Writes `content` to a new temporary file next to `path` (flushed to disk) and returns its name. */
