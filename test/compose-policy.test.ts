@@ -1,0 +1,377 @@
+// The stack's rules for its Compose files, checked on the files as merged for each way users start it, and each
+// check shown to fail on a deliberately broken copy (so none of them passes vacuously).
+import { readFileSync, statSync } from "node:fs";
+import { resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+import {
+  checkAll,
+  checkBindSources,
+  checkCaddyVolumes,
+  checkDependsOnConditions,
+  checkDollarEscaping,
+  checkFileEnvMatchesSecrets,
+  checkHealthchecks,
+  checkInterpolationGuards,
+  checkLocalPorts,
+  checkMinioEntrypoints,
+  checkMlflowHealthcheckTools,
+  checkNetworkIsolation,
+  checkNoContainerName,
+  checkNoSecretValues,
+  checkPgIsReadyTcp,
+  checkPinnedImages,
+  checkPostgresVolume,
+  checkProdPorts,
+  checkRequiredServices,
+  checkSecretsAreFiles,
+  COMBINATIONS,
+  type ComposeDoc,
+  environmentOf,
+  envExample,
+  interpolate,
+  interpolateString,
+  loadCompose,
+  loadStack,
+  mergeCompose,
+  parseCompose,
+  ROOT,
+  secretTarget,
+} from "./support/compose.ts";
+
+const env = envExample();
+const composeVariables = new Set(Object.keys(env));
+const resolved = (files: string[]): ComposeDoc => interpolate(loadStack(files), env);
+const local = () => resolved(["compose.yml"]);
+const prod = () => resolved(["compose.yml", "compose.prod.yml"]);
+const nginx = () => resolved(["compose.yml", "compose.nginx.yml"]);
+
+describe("policy holds for every combination users run", () => {
+  it.each(COMBINATIONS.map((files) => [files.join(" + "), files]))("%s", (_name, files) => {
+    const doc = resolved(files as string[]);
+    expect(checkRequiredServices(doc, ["db", "minio", "createbuckets", "mlflow", "proxy"])).toEqual([]);
+    expect(checkAll(doc)).toEqual([]);
+  });
+
+  it("raw files: $ escaped as $$ for the container, every ${VAR} guarded or defaulted", () => {
+    for (const file of ["compose.yml", "compose.prod.yml", "compose.nginx.yml"]) {
+      const raw = loadCompose(file);
+      expect(checkDollarEscaping(raw, composeVariables), file).toEqual([]);
+      expect(checkInterpolationGuards(raw), file).toEqual([]);
+    }
+  });
+
+  it("compose.yml publishes only the proxy, on loopback, at PROXY_PORT", () => {
+    expect(checkLocalPorts(local())).toEqual([]);
+    expect(checkLocalPorts(nginx())).toEqual([]);
+    const port = local().services.proxy.ports[0];
+    expect(port).toBe(`127.0.0.1:${env.PROXY_PORT}:80`);
+  });
+
+  it("compose.prod.yml publishes exactly 80, 443 and 443/udp and nothing of compose.yml's loopback port", () => {
+    expect(checkProdPorts(prod())).toEqual([]);
+  });
+
+  it("compose.yml runs with zero edits after bootstrap: every required variable is in .env.example", () => {
+    expect(() => local()).not.toThrow();
+    // ...and fails with the bootstrap hint when .env is missing.
+    expect(() => interpolate(loadStack(["compose.yml"]), {})).toThrow(/run npm run bootstrap first/);
+  });
+
+  it("production requires DOMAIN and serves it with automatic HTTPS", () => {
+    const doc = prod();
+    expect(environmentOf(doc.services.proxy).CADDY_SITE_ADDRESS).toBe(env.DOMAIN);
+    expect(() => interpolate(loadStack(["compose.yml", "compose.prod.yml"]), { ...env, DOMAIN: "" })).toThrow(/DOMAIN/);
+    for (const name of ["db", "minio", "mlflow", "proxy"]) {
+      expect(doc.services[name].restart, name).toBe("unless-stopped");
+      expect(doc.services[name].logging?.options?.["max-size"], name).toBeTruthy();
+      expect(doc.services[name].deploy?.resources?.limits?.memory, name).toBeTruthy();
+    }
+    expect(doc.services.createbuckets.restart).toBe("no"); // a one-off job must not be restarted after it exits 0
+  });
+
+  it("the nginx overlay replaces the proxy completely: no Caddy mounts, secret or settings are left", () => {
+    const proxy = nginx().services.proxy;
+    expect(proxy.image).toMatch(/^nginx:\d+\.\d+\.\d+-alpine$/);
+    expect(proxy.volumes.some((v: string) => v.includes("caddy") || v.startsWith("caddy-"))).toBe(false);
+    expect(proxy.secrets).toEqual(["proxy_users_htpasswd"]);
+    const proxyEnv = environmentOf(proxy);
+    expect(Object.keys(proxyEnv).sort()).toEqual(["MLFLOW_UPSTREAM", "NGINX_HTPASSWD", "NGINX_LISTEN", "PROXY_MAX_BODY_SIZE"]);
+    // The users file nginx reads is not the secret itself (workers run as uid 101 and cannot read a 0600 secret).
+    expect(proxy.secrets.map(secretTarget)).not.toContain(proxyEnv.NGINX_HTPASSWD);
+    expect(proxy.healthcheck.test.join(" ")).not.toMatch(/2019|wget/);
+  });
+
+  it("the mlflow service is built from ./mlflow with the .env version, and its image tag follows it", () => {
+    const mlflow = local().services.mlflow;
+    expect(mlflow.build.context).toBe("./mlflow");
+    expect(mlflow.build.args.MLFLOW_VERSION).toBe(env.MLFLOW_VERSION);
+    expect(mlflow.image).toBe(`mlflow-stack/mlflow:${env.MLFLOW_VERSION}`);
+    expect(mlflow.pull_policy).toBe("build"); // never pulled from a registry under that name
+    expect(mlflow.networks).toEqual(expect.arrayContaining(["backend", "frontend"]));
+  });
+
+  it("MinIO's password file is the mounted secret, in minio and wherever its key is read", () => {
+    const doc = local();
+    const minio = doc.services.minio;
+    expect(environmentOf(minio).MINIO_ROOT_PASSWORD_FILE).toBe("/run/secrets/minio_root_password");
+    expect(minio.secrets.map(secretTarget)).toContain("/run/secrets/minio_root_password");
+    expect(environmentOf(doc.services.mlflow).AWS_SECRET_ACCESS_KEY_FILE).toBe("/run/secrets/minio_root_password");
+    expect(doc.services.createbuckets.command.join("\n")).toContain("/run/secrets/minio_root_password");
+  });
+
+  it("createbuckets is idempotent and keeps the bucket private", () => {
+    const job = local().services.createbuckets;
+    const script = job.command.join("\n");
+    expect(job.entrypoint).toEqual(["/bin/sh", "-c"]);
+    expect(script).toMatch(/set -eu/);
+    expect(script).toMatch(/mc mb --ignore-existing "minio\/\$MLFLOW_BUCKET"/);
+    expect(script).toMatch(/mc anonymous set private "minio\/\$MLFLOW_BUCKET"/);
+    expect(environmentOf(job).MLFLOW_BUCKET).toBe(env.MLFLOW_BUCKET);
+  });
+
+  it("the Caddyfile reads the users file and the upstream where compose.yml puts them", () => {
+    const caddyfile = readFileSync(resolve(ROOT, "caddy/Caddyfile"), "utf8");
+    const proxy = local().services.proxy;
+    const proxyEnv = environmentOf(proxy);
+    const placeholder = (name: string) => {
+      const match = new RegExp(`\\{\\$${name}:([^}]*)\\}`).exec(caddyfile);
+      return proxyEnv[name] ?? match?.[1];
+    };
+    expect(proxy.secrets.map(secretTarget)).toContain(placeholder("CADDY_USERS_FILE"));
+    expect(placeholder("MLFLOW_UPSTREAM")).toBe("mlflow:5000");
+    expect(proxy.volumes).toContain("./caddy/Caddyfile:/etc/caddy/Caddyfile:ro");
+    // The health check reads the admin API: it must stay on, at the address the check uses.
+    expect(caddyfile).not.toMatch(/^\s*admin\s+off/m);
+    expect(proxy.healthcheck.test.join(" ")).toContain(`http://${placeholder("CADDY_ADMIN_ADDRESS")}/config/`);
+  });
+
+  it("the nginx overlay's mounts exist and its entrypoint scripts are executable", () => {
+    const proxy = nginx().services.proxy;
+    for (const volume of proxy.volumes as string[]) {
+      const [source, target] = volume.split(":");
+      if (target.startsWith("/docker-entrypoint.d/") && target.endsWith(".sh")) {
+        // The image's entrypoint skips non-executable *.sh files (with only a log line).
+        expect(statSync(resolve(ROOT, source)).mode & 0o111, source).not.toBe(0);
+      }
+    }
+  });
+});
+
+describe("the mlflow image matches compose.yml", () => {
+  const dockerfile = readFileSync(resolve(ROOT, "mlflow/Dockerfile"), "utf8");
+
+  it("builds FROM the official image at the MLFLOW_VERSION build argument, defaulting to .env.example's", () => {
+    const argIndex = dockerfile.search(/^ARG MLFLOW_VERSION=/m);
+    const fromIndex = dockerfile.search(/^FROM /m);
+    expect(argIndex).toBeGreaterThanOrEqual(0);
+    expect(argIndex).toBeLessThan(fromIndex); // an ARG used in FROM must come before it
+    expect(/^ARG MLFLOW_VERSION=(\S+)/m.exec(dockerfile)?.[1]).toBe(env.MLFLOW_VERSION);
+    expect(dockerfile).toMatch(/^FROM ghcr\.io\/mlflow\/mlflow:v\$\{MLFLOW_VERSION\}$/m);
+  });
+
+  it("pins its Python packages exactly and installs the PostgreSQL driver and the S3 client", () => {
+    const requirements = readFileSync(resolve(ROOT, "mlflow/requirements.txt"), "utf8")
+      .split("\n")
+      .map((line) => line.replace(/#.*/, "").trim())
+      .filter(Boolean);
+    for (const line of requirements) expect(line).toMatch(/^[A-Za-z0-9_.-]+==\d+(\.\d+)+$/);
+    const names = requirements.map((line) => line.split("==")[0].toLowerCase());
+    expect(names).toEqual(expect.arrayContaining(["psycopg2-binary", "boto3"]));
+  });
+
+  it("has the entrypoint and no HEALTHCHECK of its own (compose.yml defines it)", () => {
+    expect(dockerfile).toMatch(/^ENTRYPOINT \["docker-entrypoint\.sh"\]$/m);
+    expect(dockerfile).not.toMatch(/^HEALTHCHECK/m);
+    expect(statSync(resolve(ROOT, "mlflow/docker-entrypoint.sh")).mode & 0o111).not.toBe(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Each check fails on a broken copy of the real (merged, interpolated) document.
+
+const mutate = (doc: ComposeDoc, change: (d: ComposeDoc) => void): ComposeDoc => {
+  const copy = structuredClone(doc);
+  change(copy);
+  return copy;
+};
+
+describe("each policy check catches the mistake it is for", () => {
+  it("a missing service", () => {
+    expect(checkRequiredServices(mutate(local(), (d) => delete d.services.createbuckets), ["createbuckets"])).toHaveLength(1);
+  });
+
+  it("a long-running service without a healthcheck, or one without a timeout", () => {
+    expect(checkHealthchecks(mutate(local(), (d) => delete d.services.minio.healthcheck))).toEqual([
+      "minio: long-running service without a healthcheck",
+    ]);
+    expect(checkHealthchecks(mutate(local(), (d) => (d.services.proxy.healthcheck = { test: ["NONE"] })))).toHaveLength(1);
+    expect(checkHealthchecks(mutate(local(), (d) => delete d.services.minio.healthcheck.timeout))).toEqual([
+      "minio: healthcheck without a timeout",
+    ]);
+  });
+
+  it("depends_on without the right condition", () => {
+    expect(checkDependsOnConditions(mutate(local(), (d) => (d.services.mlflow.depends_on.db.condition = "service_started")))).toHaveLength(1);
+    expect(
+      checkDependsOnConditions(mutate(local(), (d) => (d.services.mlflow.depends_on.createbuckets.condition = "service_healthy"))),
+    ).not.toEqual([]);
+    expect(checkDependsOnConditions(mutate(local(), (d) => (d.services.proxy.depends_on = ["mlflow"])))).toHaveLength(1);
+  });
+
+  it.each(["postgres:18", "postgres:latest", "caddy:2.11-alpine", "quay.io/minio/minio", "nginx:stable-alpine"])(
+    "an image that is not pinned exactly: %s",
+    (image) => {
+      expect(checkPinnedImages(mutate(local(), (d) => (d.services.db.image = image)))).toHaveLength(1);
+    },
+  );
+
+  it("accepts the pins we use (exact versions, variants, MinIO RELEASE stamps, digests)", () => {
+    for (const image of ["postgres:18.3-trixie", "nginx:1.30.4-alpine", "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z", "x/y@sha256:abc"]) {
+      expect(checkPinnedImages(mutate(local(), (d) => (d.services.db.image = image))), image).toEqual([]);
+    }
+  });
+
+  it("a secret that is not a file under ./secrets/, or not declared", () => {
+    expect(checkSecretsAreFiles(mutate(local(), (d) => (d.secrets.postgres_password = { environment: "PW" })))).toHaveLength(1);
+    expect(checkSecretsAreFiles(mutate(local(), (d) => (d.secrets.postgres_password.file = "./pw.txt")))).toHaveLength(1);
+    expect(checkSecretsAreFiles(mutate(local(), (d) => d.services.db.secrets.push("nope")))).toHaveLength(1);
+  });
+
+  it("MinIO's silent fallback: a *_FILE path that is not the mounted secret", () => {
+    const wrongPath = mutate(local(), (d) => (d.services.minio.environment.MINIO_ROOT_PASSWORD_FILE = "/run/secrets/minio_password"));
+    expect(checkFileEnvMatchesSecrets(wrongPath)).toEqual([
+      "minio: MINIO_ROOT_PASSWORD_FILE=/run/secrets/minio_password is not the path of a secret mounted in this service",
+    ]);
+    const notMounted = mutate(local(), (d) => (d.services.minio.secrets = []));
+    expect(checkFileEnvMatchesSecrets(notMounted)).toHaveLength(1);
+    const noFile = mutate(local(), (d) => delete d.services.minio.environment.MINIO_ROOT_PASSWORD_FILE);
+    expect(checkFileEnvMatchesSecrets(noFile)).toEqual([
+      "minio: MinIO without MINIO_ROOT_PASSWORD_FILE would run with the default minioadmin credentials",
+    ]);
+  });
+
+  it("Postgres' exclusive pair: POSTGRES_PASSWORD next to POSTGRES_PASSWORD_FILE", () => {
+    const both = mutate(local(), (d) => (d.services.db.environment.POSTGRES_PASSWORD = "x"));
+    expect(checkFileEnvMatchesSecrets(both)).toEqual(["db: both POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE are set (exclusive)"]);
+  });
+
+  it("a secret value in environment, command or healthcheck", () => {
+    expect(checkNoSecretValues(mutate(local(), (d) => (d.services.mlflow.environment.AWS_SECRET_ACCESS_KEY = "abc")))).toHaveLength(1);
+    expect(
+      checkNoSecretValues(mutate(local(), (d) => (d.services.mlflow.environment.MLFLOW_BACKEND_STORE_URI = "postgresql://u:pw@db/m"))),
+    ).toHaveLength(1);
+    expect(checkNoSecretValues(mutate(local(), (d) => (d.services.proxy.environment.USERS = "admin $2a$14$abcdefghijkl")))).toHaveLength(1);
+    const argvKeys = mutate(local(), (d) => (d.services.createbuckets.command = ["mc alias set minio http://minio:9000 mlflow s3cret"]));
+    expect(checkNoSecretValues(argvKeys)).toEqual(["createbuckets: mc alias set gets keys as arguments; pipe them on stdin"]);
+    const mcHost = mutate(local(), (d) => (d.services.createbuckets.environment.MC_HOST_minio = "http://mlflow:s3cret@minio:9000"));
+    expect(checkNoSecretValues(mcHost)).not.toEqual([]);
+  });
+
+  it("PostgreSQL 18 with its volume at /var/lib/postgresql/data, and 17 at /var/lib/postgresql", () => {
+    const oldLayout = mutate(local(), (d) => (d.services.db.volumes = ["db-data:/var/lib/postgresql/data"]));
+    expect(checkPostgresVolume(oldLayout)).toEqual([
+      "db: PostgreSQL 18 needs its data volume at /var/lib/postgresql",
+      "db: PostgreSQL 18 refuses to start with a volume at /var/lib/postgresql/data",
+    ]);
+    const pg17 = mutate(local(), (d) => (d.services.db.image = "postgres:17.9-trixie"));
+    expect(checkPostgresVolume(pg17)).toEqual(["db: PostgreSQL 17 needs its data volume at /var/lib/postgresql/data"]);
+  });
+
+  it("pg_isready over the unix socket", () => {
+    const socket = mutate(local(), (d) => (d.services.db.healthcheck.test = ["CMD-SHELL", 'pg_isready -U "$POSTGRES_USER"']));
+    expect(checkPgIsReadyTcp(socket)).toEqual(["db: pg_isready must check over TCP (-h 127.0.0.1)"]);
+  });
+
+  it("curl or wget in the MLflow healthcheck", () => {
+    const curl = mutate(local(), (d) => (d.services.mlflow.healthcheck.test = ["CMD", "curl", "-f", "http://127.0.0.1:5000/health"]));
+    expect(checkMlflowHealthcheckTools(curl)).toEqual(["mlflow: the MLflow image has no curl or wget"]);
+  });
+
+  it("Caddy without /data or /config", () => {
+    const noData = mutate(local(), (d) => (d.services.proxy.volumes = ["./caddy/Caddyfile:/etc/caddy/Caddyfile:ro"]));
+    expect(checkCaddyVolumes(noData)).toEqual(["proxy: caddy needs a volume at /data", "proxy: caddy needs a volume at /config"]);
+  });
+
+  it("an unescaped $ for the container in a raw healthcheck or command", () => {
+    const raw = loadCompose("compose.yml");
+    const single = mutate(raw, (d) => (d.services.db.healthcheck.test = ["CMD-SHELL", "pg_isready -h 127.0.0.1 -U $POSTGRES_USER"]));
+    expect(checkDollarEscaping(single, composeVariables)).toHaveLength(1);
+    const subshell = mutate(raw, (d) => (d.services.createbuckets.command = ["cat $(ls)"]));
+    expect(checkDollarEscaping(subshell, composeVariables)).toHaveLength(1);
+    // A Compose variable of .env is fine: that one is meant to be interpolated.
+    const composeVar = mutate(raw, (d) => (d.services.db.healthcheck.test = ["CMD-SHELL", "pg_isready -h 127.0.0.1 -U ${POSTGRES_USER}"]));
+    expect(checkDollarEscaping(composeVar, composeVariables)).toEqual([]);
+  });
+
+  it("a ${VAR} without a default or guard", () => {
+    const bare = mutate(loadCompose("compose.yml"), (d) => (d.services.db.environment.POSTGRES_USER = "${POSTGRES_USER}"));
+    expect(checkInterpolationGuards(bare)).toEqual(["services.db.environment.POSTGRES_USER: ${POSTGRES_USER} has neither a :- default nor a :? guard"]);
+  });
+
+  it("a port published by another service, or on all interfaces", () => {
+    expect(checkLocalPorts(mutate(local(), (d) => (d.services.minio.ports = ["127.0.0.1:9001:9001"])))).toHaveLength(1);
+    expect(checkLocalPorts(mutate(local(), (d) => (d.services.proxy.ports = ["8080:80"])))).toEqual([
+      "proxy: publishes 8080 on all interfaces, not 127.0.0.1",
+    ]);
+  });
+
+  it("production: an extra published port, or a missing one", () => {
+    expect(checkProdPorts(mutate(prod(), (d) => d.services.proxy.ports.push("127.0.0.1:8080:80")))).toHaveLength(1);
+    expect(checkProdPorts(mutate(prod(), (d) => (d.services.proxy.ports = ["80:80", "443:443"])))).toEqual(["proxy: 443/udp is not published"]);
+    // Without !override, Compose would append the ports: the loopback one of compose.yml would stay.
+    const appended = mergeCompose(
+      loadCompose("compose.yml"),
+      parseCompose(readFileSync(resolve(ROOT, "compose.prod.yml"), "utf8").replace("ports: !override", "ports:")),
+    );
+    expect(checkProdPorts(interpolate(appended, env))).toHaveLength(1);
+  });
+
+  it("the proxy on the backend network", () => {
+    expect(checkNetworkIsolation(mutate(local(), (d) => d.services.proxy.networks.push("backend")))).toEqual([
+      "proxy shares network backend with db",
+      "proxy shares network backend with minio",
+    ]);
+    // No networks at all means the default network, shared by everyone.
+    const defaults = mutate(local(), (d) => {
+      for (const name of ["db", "proxy"]) delete d.services[name].networks;
+    });
+    expect(checkNetworkIsolation(defaults)).toEqual(["proxy shares network default with db"]);
+  });
+
+  it("container_name", () => {
+    expect(checkNoContainerName(mutate(local(), (d) => (d.services.db.container_name = "db")))).toHaveLength(1);
+  });
+
+  it("a shell command for the MinIO image without an entrypoint, and a multi-command mc job", () => {
+    expect(checkMinioEntrypoints(mutate(local(), (d) => (d.services.minio.command = ["sh", "-c", "minio server /data"])))).toHaveLength(1);
+    expect(checkMinioEntrypoints(mutate(local(), (d) => delete d.services.createbuckets.entrypoint))).toEqual([
+      'createbuckets: a multi-command mc job needs entrypoint: ["/bin/sh", "-c"]',
+    ]);
+  });
+
+  it("a bind mount of a file that is not in the repository", () => {
+    expect(checkBindSources(mutate(local(), (d) => d.services.proxy.volumes.push("./caddy/Missingfile:/etc/x:ro")))).toHaveLength(1);
+  });
+});
+
+describe("the Compose helpers behave like Compose", () => {
+  it("interpolates defaults, guards and $$", () => {
+    expect(interpolateString("${A:-x}/${B-y}/$${C}/$A", { A: "1", B: "" })).toBe("1//${C}/1");
+    expect(interpolateString("${A:-x}", { A: "" })).toBe("x");
+    expect(() => interpolateString("${A:?set A}", {})).toThrow(/set A/);
+  });
+
+  it("merges overlays: maps deep, volumes by target, !override replaces, !reset removes", () => {
+    const base = parseCompose("services:\n  s:\n    image: a:1.0.0\n    ports: ['1:1']\n    volumes: [v:/data, w:/x]\n    environment: [A=1, B=2]\n");
+    const overlay = parseCompose(
+      "services:\n  s:\n    ports: !override ['2:2']\n    volumes: [u:/data]\n    environment: {B: 3}\n    image: !reset null\n",
+    );
+    const merged = mergeCompose(base, overlay).services.s;
+    expect(merged.ports).toEqual(["2:2"]);
+    expect(merged.volumes).toEqual(["u:/data", "w:/x"]);
+    expect(merged.environment).toEqual({ A: "1", B: 3 });
+    expect(merged).not.toHaveProperty("image");
+    const appended = mergeCompose(base, parseCompose("services:\n  s:\n    ports: ['2:2']\n")).services.s;
+    expect(appended.ports).toEqual(["1:1", "2:2"]);
+  });
+});
