@@ -318,6 +318,7 @@ describe("bootstrap --rotate", () => {
     const forced = bootstrap(dir, ["--rotate", "postgres", "--force"]);
     expect(forced.status).toBe(0);
     expect(changedFiles(before, snapshot(dir))).toEqual(["secrets/postgres_password"]);
+    expect(forced.stdout).toContain("docker compose exec -T db psql -v ON_ERROR_STOP=1 -U mlflow -d mlflow <<SQL");
     expect(forced.stdout).toContain("ALTER ROLE CURRENT_USER PASSWORD '$(cat secrets/postgres_password)'");
     expect(forced.stdout).not.toContain(read(dir, "postgres_password"));
   });

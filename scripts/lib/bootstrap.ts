@@ -213,7 +213,7 @@ export function bootstrap(options: BootstrapOptions): BootstrapResult {
     const db = env.POSTGRES_DB || "mlflow";
     nextSteps.push(
       "The database still has the old Postgres password. Give it the new one (the password travels on stdin, not in a command line):\n" +
-        `    docker compose exec -T postgres psql -v ON_ERROR_STOP=1 -U ${dbUser} -d ${db} <<SQL\n` +
+        `    docker compose exec -T db psql -v ON_ERROR_STOP=1 -U ${dbUser} -d ${db} <<SQL\n` +
         `    ALTER ROLE CURRENT_USER PASSWORD '$(cat ${SECRET_FILES.postgres})';\n` +
         "    SQL\n" +
         "  then restart MLflow so it reads the new file: docker compose up -d --force-recreate mlflow",
@@ -223,7 +223,8 @@ export function bootstrap(options: BootstrapOptions): BootstrapResult {
   const minio = ensureSecret(SECRET_FILES.minio, targets.has("minio") && exists(at(SECRET_FILES.minio)), generatePassword);
   record(SECRET_FILES.minio, minio.action);
   if (minio.action === "rotated") {
-    nextSteps.push("MinIO reads its root password only when its container is created: docker compose up -d --force-recreate");
+    // MLflow and createbuckets use the same password as MinIO's root credentials (compose.yml).
+    nextSteps.push("MinIO, MLflow and createbuckets read the MinIO root password when their containers start: docker compose up -d --force-recreate");
   }
 
   let generated: string | undefined;
