@@ -506,6 +506,7 @@ function progressPrinter(print: ((line: string) => void) | undefined, total: num
     const now = performance.now();
     if (direction !== lastDirection) {
       lastDirection = direction;
+      last = now;
       if (direction === "down") begin.down = now;
       return;
     }
