@@ -11,6 +11,7 @@ import {
   checkDollarEscaping,
   checkFileEnvMatchesSecrets,
   checkHealthchecks,
+  checkHealthcheckVariables,
   checkInterpolationGuards,
   checkLocalPorts,
   checkMinioEntrypoints,
@@ -58,6 +59,17 @@ describe("policy holds for every combination users run", () => {
       expect(checkDollarEscaping(raw, composeVariables), file).toEqual([]);
       expect(checkInterpolationGuards(raw), file).toEqual([]);
     }
+    for (const files of COMBINATIONS) expect(checkHealthcheckVariables(loadStack(files)), files.join(" + ")).toEqual([]);
+  });
+
+  it("every variable the Compose files read is documented in .env.example", () => {
+    const used = new Set<string>();
+    for (const file of ["compose.yml", "compose.prod.yml", "compose.nginx.yml"]) {
+      const text = readFileSync(resolve(ROOT, file), "utf8").replace(/\$\$/g, "");
+      for (const match of text.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)) used.add(match[1]);
+    }
+    expect(used.size).toBeGreaterThan(5);
+    expect([...used].filter((name) => !composeVariables.has(name))).toEqual([]);
   });
 
   it("compose.yml publishes only the proxy, on loopback, at PROXY_PORT", () => {
@@ -301,6 +313,14 @@ describe("each policy check catches the mistake it is for", () => {
     // A Compose variable of .env is fine: that one is meant to be interpolated.
     const composeVar = mutate(raw, (d) => (d.services.db.healthcheck.test = ["CMD-SHELL", "pg_isready -h 127.0.0.1 -U ${POSTGRES_USER}"]));
     expect(checkDollarEscaping(composeVar, composeVariables)).toEqual([]);
+  });
+
+  it("a healthcheck variable that only an entrypoint would have set", () => {
+    const fileOnly = mutate(loadStack(["compose.yml"]), (d) => {
+      delete d.services.db.environment.POSTGRES_USER;
+      d.services.db.environment.POSTGRES_USER_FILE = "/run/secrets/postgres_user";
+    });
+    expect(checkHealthcheckVariables(fileOnly)).toEqual(["db: healthcheck uses $POSTGRES_USER, which is not in the service's environment"]);
   });
 
   it("a ${VAR} without a default or guard", () => {

@@ -527,6 +527,23 @@ export function checkDollarEscaping(raw: ComposeDoc, composeVariables: Set<strin
   return out;
 }
 
+/**
+ * Healthchecks run without the image's entrypoint, so a `$$VAR` there sees only the container's own environment
+ * (e.g. not a POSTGRES_USER that an entrypoint derived from POSTGRES_USER_FILE). Run on the merged raw document.
+ */
+export function checkHealthcheckVariables(raw: ComposeDoc, imageVariables = new Set(["PATH", "HOME", "HOSTNAME"])): string[] {
+  const out: string[] = [];
+  for (const [name, service] of services(raw)) {
+    const env = environmentOf(service);
+    for (const match of healthcheckText(service).matchAll(/\$\$\{?([A-Za-z_][A-Za-z0-9_]*)/g)) {
+      if (!(match[1] in env) && !imageVariables.has(match[1])) {
+        out.push(`${name}: healthcheck uses $${match[1]}, which is not in the service's environment`);
+      }
+    }
+  }
+  return out;
+}
+
 /** Raw documents only: every `${VAR}` has a default (`:-`) or a guard (`:?`), so nothing is silently empty. */
 export function checkInterpolationGuards(raw: ComposeDoc): string[] {
   const out: string[] = [];
