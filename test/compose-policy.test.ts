@@ -19,6 +19,7 @@ import {
   checkNetworkIsolation,
   checkNoContainerName,
   checkNoSecretValues,
+  checkOneOffsAdopted,
   checkPgIsReadyTcp,
   checkPinnedImages,
   checkPostgresVolume,
@@ -228,6 +229,11 @@ describe("each policy check catches the mistake it is for", () => {
       checkDependsOnConditions(mutate(local(), (d) => (d.services.mlflow.depends_on.createbuckets.condition = "service_healthy"))),
     ).not.toEqual([]);
     expect(checkDependsOnConditions(mutate(local(), (d) => (d.services.proxy.depends_on = ["mlflow"])))).toHaveLength(1);
+  });
+
+  it("a one-off job nothing waits for (up --wait would exit 1 when it finishes)", () => {
+    const orphan = mutate(local(), (d) => delete d.services.mlflow.depends_on.createbuckets);
+    expect(checkOneOffsAdopted(orphan)).toHaveLength(1);
   });
 
   it.each(["postgres:18", "postgres:latest", "caddy:2.11-alpine", "quay.io/minio/minio", "nginx:stable-alpine"])(

@@ -356,6 +356,22 @@ export function checkDependsOnConditions(doc: ComposeDoc): string[] {
   return out;
 }
 
+/**
+ * `docker compose up --wait` exits 1 when a one-off container exits, even with 0, unless a long-running service waits
+ * for it with service_completed_successfully (docker/compose#10596).
+ */
+export function checkOneOffsAdopted(doc: ComposeDoc): string[] {
+  const out: string[] = [];
+  for (const [name, service] of services(doc)) {
+    if (service.restart !== "no") continue;
+    const adopted = services(doc).some(
+      ([other, s]) => other !== name && s.restart !== "no" && (dependsOnMap(s.depends_on ?? {}) as Record<string, Json>)[name]?.condition === "service_completed_successfully",
+    );
+    if (!adopted) out.push(`${name}: one-off job that no long-running service waits for; \`up --wait\` would fail when it exits`);
+  }
+  return out;
+}
+
 /** Images whose releases have two numbers (PostgreSQL 10+: major.minor); all others need x.y.z. */
 const TWO_PART_VERSIONS = new Set(["postgres"]);
 
@@ -635,6 +651,7 @@ export function checkAll(doc: ComposeDoc): string[] {
   return [
     ...checkHealthchecks(doc),
     ...checkDependsOnConditions(doc),
+    ...checkOneOffsAdopted(doc),
     ...checkPinnedImages(doc),
     ...checkSecretsAreFiles(doc),
     ...checkFileEnvMatchesSecrets(doc),
