@@ -41,6 +41,8 @@ export interface RunningProxy {
   dir: string;
   /** Where a proxy would spool request bodies to disk (nginx's client_body_temp); undefined for Caddy, which has none. */
   bodyTempDir?: string;
+  /** Every directory where the proxy may spool request or response bodies (nginx: client_body_temp, proxy_temp). */
+  spoolDirs: string[];
   /** Process ids of the proxy (nginx: master and workers). */
   pids: () => number[];
   output: () => string;
@@ -167,7 +169,7 @@ export async function startNginx(options: NginxOptions): Promise<RunningProxy> {
   const { user, group } = workerIdentity();
   const entrypointScripts = options.entrypointScripts ?? true;
   const secret = join(dir, "secrets", "proxy_users_htpasswd");
-  mkdirSync(dirname(secret), { mode: 0o700 });
+  mkdirSync(dirname(secret), { mode: 0o755 }); // like /run/secrets: the directory is open, the file is 0600
   writeFileSync(secret, options.usersFile, { mode: 0o600 });
   const env = {
     PATH: process.env.PATH ?? "/usr/bin:/bin",
@@ -187,7 +189,7 @@ export async function startNginx(options: NginxOptions): Promise<RunningProxy> {
   writeFileSync(join(dir, "nginx.conf"), nginxMainConf(dir, user, group));
   const proc = startProcess(nginx, ["-p", dir, "-c", join(dir, "nginx.conf"), "-e", "stderr", "-g", "daemon off;"], { env: { PATH: env.PATH } });
   const running = await finishStart("nginx", proc, port, dir, cleanup);
-  return { ...running, bodyTempDir: join(dir, "client_body_temp") };
+  return { ...running, bodyTempDir: join(dir, "client_body_temp"), spoolDirs: [join(dir, "client_body_temp"), join(dir, "proxy_temp")] };
 }
 
 async function finishStart(kind: "caddy" | "nginx", proc: RunningProcess, port: number, dir: string, cleanup: () => void): Promise<RunningProxy> {
@@ -204,6 +206,7 @@ async function finishStart(kind: "caddy" | "nginx", proc: RunningProcess, port: 
     url: `http://127.0.0.1:${port}`,
     port,
     dir,
+    spoolDirs: [],
     pids: () => [master, ...childPids(master)],
     output: proc.output,
     stop: async () => {
@@ -327,7 +330,7 @@ export interface TransferStats {
   seconds: number;
   /** Highest resident memory of the proxy processes seen while the transfer ran, in bytes. */
   peakRssBytes: number;
-  /** Most bytes seen at once in the proxy's body spool directory while the transfer ran. */
+  /** Most bytes seen at once in the proxy's spool directories while the transfer ran. */
   peakSpoolBytes: number;
 }
 
@@ -342,10 +345,11 @@ export async function measureTransfer(
 ): Promise<TransferStats> {
   let peakRssBytes = 0;
   let peakSpoolBytes = 0;
+  const pids = proxy?.pids() ?? [];
   const sample = () => {
     if (!proxy) return;
-    peakRssBytes = Math.max(peakRssBytes, rssBytes(proxy.pids()));
-    if (proxy.bodyTempDir) peakSpoolBytes = Math.max(peakSpoolBytes, dirBytes(proxy.bodyTempDir));
+    peakRssBytes = Math.max(peakRssBytes, rssBytes(pids));
+    peakSpoolBytes = Math.max(peakSpoolBytes, proxy.spoolDirs.reduce((sum, dir) => sum + dirBytes(dir), 0));
   };
   sample();
   const timer = setInterval(sample, 20);
