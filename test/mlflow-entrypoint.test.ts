@@ -10,6 +10,7 @@ import { makeTempDir } from "./support/tmp.ts";
 const ENTRYPOINT = resolve(import.meta.dirname, "../mlflow/docker-entrypoint.sh");
 const shell = findBinary("dash") ?? requireBinary("sh", "dash");
 const python = requireBinary("python3", "python3");
+const shellcheck = requireBinary("shellcheck", "shellcheck");
 
 // Every character that breaks a URI when left raw, plus a space and a non-ASCII one.
 const PG_PASSWORD = "p@ss:w/rd%#?&=+ ;[x]é'!";
@@ -273,5 +274,13 @@ describe.skipIf(!shell || !python)("mlflow/docker-entrypoint.sh", () => {
     expect(result.status, result.output).toBe(0);
     expect(result.upgrade).toBeUndefined();
     expect(result.output).toMatch(/empty database/);
+  });
+});
+
+describe.skipIf(!shellcheck)("mlflow/docker-entrypoint.sh static analysis", () => {
+  it("is clean POSIX sh for shellcheck", () => {
+    const result = spawnSync(shellcheck!, ["--shell=sh", "--severity=style", ENTRYPOINT], { encoding: "utf8" });
+    expect(result.stdout + result.stderr).toBe("");
+    expect(result.status).toBe(0);
   });
 });
