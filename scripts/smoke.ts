@@ -51,9 +51,16 @@ await runCli("smoke", async () => {
   // With --json, stdout carries only the document; progress goes to stderr either way.
   const log = (line: string) => (flags.json ? process.stderr : process.stdout).write(`${line}\n`);
   log(formatHeader(settings.url, settings.username));
+  // The first Ctrl-C stops the checks and still cleans up; a second one ends the process at once.
+  const interrupt = new AbortController();
+  process.once("SIGINT", () => {
+    process.stderr.write("smoke: interrupted: cleaning up (Ctrl-C again to quit at once)\n");
+    interrupt.abort();
+  });
   const report = await runSmoke(settings, {
     onResult: (result) => log(formatResult(result)),
     onProgress: (line) => process.stderr.write(`  … ${line}\n`),
+    signal: interrupt.signal,
   });
   log(formatSummary(report));
   if (flags.json) process.stdout.write(`${toJson(report)}\n`);

@@ -150,6 +150,21 @@ describe("smoke failures say what to fix", () => {
     expect(check(report, "cleanup").detail).toContain(`timed-out create of ${report.created.experimentName}`);
   });
 
+  it("Ctrl-C: cuts the request in flight, skips the rest, still cleans up", async () => {
+    double.misbehave({ delay: { ms: 3000, match: /\/runs\/log-batch/ } });
+    const interrupt = new AbortController();
+    const report = await runSmoke(settings(), {
+      signal: interrupt.signal,
+      onResult: (result) => void (result.name === "create run" && setTimeout(() => interrupt.abort(), 100)),
+    });
+    // Cut, not answered: the delayed answer would have passed.
+    expect(check(report, "log-batch")).toMatchObject({ status: "fail", detail: "POST /api/2.0/mlflow/runs/log-batch: interrupted", advice: expect.stringContaining("interrupted") });
+    expect(check(report, "read run back")).toMatchObject({ status: "skip", detail: "interrupted" });
+    expect(check(report, "set alias")).toMatchObject({ status: "skip", detail: "interrupted" });
+    double.misbehave({});
+    assertCleanedUp(double, report);
+  });
+
   it("a download whose bytes differ → the sha256 check fails", async () => {
     double.misbehave({ corruptDownloads: true });
     const report = await runSmoke(settings({ largeBytes: 2 * 1024 * 1024 }));

@@ -78,6 +78,8 @@ function adviceForNetwork(error: NetworkError, context: AdviceContext): string {
     case "ENOTFOUND":
     case "EAI_AGAIN":
       return `the name ${hostname(context.url)} does not resolve: check --url / DOMAIN and its DNS record`;
+    case "INTERRUPTED":
+      return "interrupted by the user; what was created is cleaned up";
     case "TIMEOUT":
       return `no answer within ${formatMs(error.timeoutMs ?? 0)}: MLflow (or the proxy) is stuck or overloaded; check docker compose logs mlflow, or give it longer with --timeout`;
     case "ECONNRESET":

@@ -41,6 +41,8 @@ export interface SmokeHooks {
   onResult?: (result: CheckResult) => void;
   /** Progress of long work (the --large transfer), a line at a time. */
   onProgress?: (line: string) => void;
+  /** Interrupt (Ctrl-C): cut the request in flight, skip the remaining checks, still clean up. */
+  signal?: AbortSignal;
 }
 
 export interface SmokeReport {
@@ -421,6 +423,8 @@ export async function runSmoke(settings: SmokeSettings, hooks: SmokeHooks = {}):
 
   const results: CheckResult[] = [];
   const passed = new Set<string>();
+  const onAbort = () => client.interrupt();
+  hooks.signal?.addEventListener("abort", onAbort);
   try {
     for (const check of checks) {
       const result = await runOne(check);
@@ -429,10 +433,12 @@ export async function runSmoke(settings: SmokeSettings, hooks: SmokeHooks = {}):
       hooks.onResult?.(result);
     }
   } finally {
+    hooks.signal?.removeEventListener("abort", onAbort);
     client.close();
   }
 
   async function runOne(check: Check): Promise<CheckResult> {
+    if (hooks.signal?.aborted && !check.always) return { name: check.name, status: "skip", ms: 0, detail: "interrupted" };
     if (state.unreachable && !check.always) return { name: check.name, status: "skip", ms: 0, detail: `server unreachable (${state.unreachable})` };
     const missing = (check.needs ?? []).find((need) => !passed.has(need));
     if (missing) return { name: check.name, status: "skip", ms: 0, detail: `needs "${missing}", which did not pass` };

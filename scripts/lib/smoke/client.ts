@@ -1,8 +1,8 @@
 // A small MLflow REST client: the calls the smoke makes, the way MLflow's own clients make them, through the proxy.
 import { createHash } from "node:crypto";
-import type { IncomingMessage } from "node:http";
+import type { ClientRequest, IncomingMessage } from "node:http";
 import type { Readable } from "node:stream";
-import { destroyAgents, HttpStatusError, makeAgents, send, type Agents, type HttpAnswer } from "./http.ts";
+import { destroyAgents, HttpStatusError, makeAgents, NetworkError, send as sendRequest, type Agents, type HttpAnswer, type RequestOptions } from "./http.ts";
 
 export interface Credentials {
   username: string;
@@ -58,6 +58,7 @@ export const HISTORY_PAGE_SIZE = 1000;
 
 export class MlflowClient {
   private readonly agents: Agents = makeAgents();
+  private readonly inflight = new Set<ClientRequest>();
   readonly baseUrl: URL;
 
   constructor(
@@ -70,6 +71,15 @@ export class MlflowClient {
 
   close(): void {
     destroyAgents(this.agents);
+  }
+
+  /** Cuts the requests in flight (Ctrl-C): each fails with NetworkError code INTERRUPTED. Later requests go out normally. */
+  interrupt(): void {
+    for (const request of this.inflight) request.destroy(new NetworkError(request.method, `${request.protocol}//${request.host}${request.path}`, "INTERRUPTED", "interrupted"));
+  }
+
+  private send(options: RequestOptions): Promise<HttpAnswer> {
+    return sendRequest(this.agents, { ...options, inflight: this.inflight });
   }
 
   url(path: string, query?: Record<string, string | number | undefined>): URL {
@@ -88,7 +98,7 @@ export class MlflowClient {
       body = Buffer.from(JSON.stringify(options.json));
       headers["content-type"] = "application/json";
     }
-    return send(this.agents, { method, url: this.url(path, options.query), headers, body, timeoutMs: this.timeoutMs });
+    return this.send({ method, url: this.url(path, options.query), headers, body, timeoutMs: this.timeoutMs });
   }
 
   /** A JSON API call with credentials; any status but 200 is an HttpStatusError. */
@@ -173,7 +183,7 @@ export class MlflowClient {
   async uploadArtifact(path: string, body: Buffer | Readable, length?: number): Promise<void> {
     const url = this.url(`${ARTIFACTS}/${encodePath(path)}`);
     const size = Buffer.isBuffer(body) ? body.length : (length ?? 0);
-    const answer = await send(this.agents, {
+    const answer = await this.send({
       method: "PUT",
       url,
       headers: { ...this.authHeaders(), "content-type": "application/octet-stream" },
@@ -186,7 +196,7 @@ export class MlflowClient {
 
   async listArtifacts(path: string): Promise<ArtifactFile[]> {
     const url = this.url(ARTIFACTS, { path });
-    const answer = await send(this.agents, { method: "GET", url, headers: this.authHeaders(), timeoutMs: this.timeoutMs });
+    const answer = await this.send({ method: "GET", url, headers: this.authHeaders(), timeoutMs: this.timeoutMs });
     if (answer.status !== 200) throw statusError("GET", url, answer);
     return (JSON.parse(answer.body.toString("utf8")) as { files?: ArtifactFile[] }).files ?? [];
   }
@@ -203,14 +213,14 @@ export class MlflowClient {
         onBytes?.(bytes);
       }
     };
-    const answer = await send(this.agents, { method: "GET", url, headers: this.authHeaders(), timeoutMs: this.timeoutMs, sink });
+    const answer = await this.send({ method: "GET", url, headers: this.authHeaders(), timeoutMs: this.timeoutMs, sink });
     if (answer.status !== 200) throw statusError("GET", url, answer);
     return { sha256: hash.digest("hex"), bytes };
   }
 
   async deleteArtifact(path: string): Promise<void> {
     const url = this.url(`${ARTIFACTS}/${encodePath(path)}`);
-    const answer = await send(this.agents, { method: "DELETE", url, headers: this.authHeaders(), timeoutMs: this.timeoutMs });
+    const answer = await this.send({ method: "DELETE", url, headers: this.authHeaders(), timeoutMs: this.timeoutMs });
     if (answer.status !== 200) throw statusError("DELETE", url, answer);
   }
 

@@ -1,7 +1,7 @@
 // The smoke's HTTP layer: node:http(s) with an inactivity timeout, streamed bodies with a known Content-Length
 // (MLflow's WSGI artifact handler needs one; the Python client always sends it), and errors that keep what the
 // advice needs: the status and body of an answer, or the network error code.
-import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from "node:http";
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { Readable } from "node:stream";
 
@@ -54,6 +54,8 @@ export interface RequestOptions {
   timeoutMs: number;
   /** Consumes the body of a 2xx answer instead of buffering it (downloads); the answer's `body` is then empty. */
   sink?: (response: IncomingMessage) => Promise<void>;
+  /** Holds the request while it is in flight, so that an interrupt can cut it. */
+  inflight?: Set<ClientRequest>;
 }
 
 const MAX_ERROR_BODY = 2048;
@@ -79,6 +81,8 @@ export function send(agents: Agents, options: RequestOptions): Promise<HttpAnswe
       headers,
       agent: isHttps ? agents.https : agents.http,
     });
+    options.inflight?.add(request);
+    request.once("close", () => options.inflight?.delete(request));
     request.setTimeout(timeoutMs, () => {
       request.destroy(new NetworkError(method, url.href, "TIMEOUT", `no answer within ${formatMs(timeoutMs)}`, timeoutMs));
     });
