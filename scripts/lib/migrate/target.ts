@@ -52,8 +52,9 @@ export async function connectTarget(url: string, password?: string): Promise<pg.
   try {
     const u = new URL(url);
     if (!/^postgres(ql)?:$/.test(u.protocol)) throw new Error("scheme");
-    config = { connectionString: url, application_name: "mlflow-stack-migrate" };
-    if (password !== undefined && !u.password) config.password = password;
+    // A password from a file goes into the connection string (pg lets the string's absent password win otherwise).
+    if (password !== undefined && !u.password) u.password = encodeURIComponent(password);
+    config = { connectionString: u.toString(), application_name: "mlflow-stack-migrate" };
   } catch {
     throw new UserError(`--to must be a URL like postgresql://user@host:5432/db, got ${JSON.stringify(redactUrl(url))}`);
   }

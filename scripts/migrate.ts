@@ -1,0 +1,134 @@
+// npm run migrate -- --from ./mlflow.db [--artifacts ./mlartifacts] [--to postgresql://user@host:5432/db]
+// Moves an existing MLflow (SQLite database + local artifacts) into the stack; see scripts/lib/migrate/.
+import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline/promises";
+import { parseCli, runCli, UsageError, UserError } from "./lib/cli.ts";
+import { prepareArtifacts, type ArtifactOptions } from "./lib/migrate/artifacts.ts";
+import { migrate, type MigrateEvent, type Plan } from "./lib/migrate/migrate.ts";
+import { formatSummary, progressPrinter } from "./lib/migrate/report.ts";
+
+const HELP = `Usage: npm run migrate -- --from FILE [options]
+
+Copies an MLflow SQLite database (and its local artifacts) into the stack's PostgreSQL and bucket, in one verified
+transaction. The target must hold MLflow's schema (start the stack once) and no data (or pass --replace).
+
+  --from FILE            the SQLite database MLflow used (sqlite:///FILE); opened read-only, never changed
+  --to URL               postgresql://user[:password]@host:port/db (password also from PGPASSWORD or --password-file)
+  --password-file FILE   file holding the database password
+  --artifacts DIR        local artifact folder (mlartifacts/ or mlruns/); default: found from the database's file:// locations
+  --artifact-root PATH   the path the database recorded for that folder (default: inferred from the experiments)
+  --no-artifacts         copy the database only
+  --s3-endpoint URL      S3 endpoint for the artifacts (default: $MLFLOW_S3_ENDPOINT_URL)
+  --bucket NAME          bucket (default: $MLFLOW_BUCKET, else MLFLOW_BUCKET from .env)
+                         S3 keys: $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY (or --s3-secret-file FILE)
+  --s3-secret-file FILE  file holding the S3 secret key
+  --replace              overwrite a target that already holds data (all of it is deleted in the same transaction)
+  --dry-run              check everything and print what would be copied; write nothing
+  --yes                  do not ask for confirmation
+  --json                 print the result as JSON on stdout (progress stays on stderr)
+  -h, --help             this text
+
+Without --to, the local stack is not reachable from the host (compose publishes only the proxy): publish PostgreSQL
+and MinIO on loopback for the migration (see README, "Migrating an existing MLflow") and pass --to/--s3-endpoint.`;
+
+function readSecretFile(path: string, what: string): string {
+  try {
+    return readFileSync(path, "utf8").replace(/\r?\n$/, "");
+  } catch (error) {
+    throw new UserError(`cannot read ${what} file ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`);
+  }
+}
+
+function envFileValue(name: string): string | undefined {
+  try {
+    const m = new RegExp(`^${name}=(.*)$`, "m").exec(readFileSync(".env", "utf8"));
+    return m?.[1].trim().replace(/^["']|["']$/g, "");
+  } catch {
+    return undefined;
+  }
+}
+
+async function main(): Promise<number> {
+  const { values } = parseCli("migrate", process.argv.slice(2), {
+    from: { type: "string" },
+    to: { type: "string" },
+    "password-file": { type: "string" },
+    artifacts: { type: "string" },
+    "artifact-root": { type: "string" },
+    "no-artifacts": { type: "boolean" },
+    "s3-endpoint": { type: "string" },
+    bucket: { type: "string" },
+    "s3-secret-file": { type: "string" },
+    replace: { type: "boolean" },
+    "dry-run": { type: "boolean" },
+    yes: { type: "boolean" },
+    json: { type: "boolean" },
+  });
+  if (values.help) {
+    process.stdout.write(HELP + "\n");
+    return 0;
+  }
+  if (!values.from) throw new UsageError("--from FILE is required (the SQLite database MLflow used); see --help");
+  const to = values.to ?? process.env.MLFLOW_MIGRATE_TO;
+  if (!to) {
+    throw new UsageError(
+      "--to postgresql://USER@127.0.0.1:PORT/DB is required: the stack's PostgreSQL is not published on the host — see README \"Migrating an existing MLflow\"",
+    );
+  }
+  const password = values["password-file"] ? readSecretFile(values["password-file"], "password") : undefined;
+  const json = !!values.json;
+  const interactive = process.stdin.isTTY && process.stderr.isTTY;
+  if (!values.yes && !values["dry-run"] && !interactive) throw new UsageError("not on a terminal: pass --yes to migrate without confirmation");
+
+  let artifacts: ArtifactOptions | undefined;
+  if (!values["no-artifacts"]) {
+    artifacts = {
+      dir: values.artifacts,
+      root: values["artifact-root"],
+      endpoint: values["s3-endpoint"] ?? process.env.MLFLOW_S3_ENDPOINT_URL,
+      bucket: values.bucket ?? process.env.MLFLOW_BUCKET ?? envFileValue("MLFLOW_BUCKET"),
+      accessKeyId: process.env.AWS_ACCESS_KEY_ID,
+      secretAccessKey: values["s3-secret-file"] ? readSecretFile(values["s3-secret-file"], "S3 secret") : process.env.AWS_SECRET_ACCESS_KEY,
+      region: process.env.AWS_DEFAULT_REGION ?? process.env.AWS_REGION ?? "us-east-1",
+    };
+  }
+
+  const progress = progressPrinter(process.stderr);
+  const onEvent = (e: MigrateEvent) => progress(e);
+  const prepared = await prepareArtifacts(values.from, artifacts, (m) => progress({ type: "phase", message: m }));
+  const confirm = async (plan: Plan) => {
+    if (values.yes) return true;
+    const rl = createInterface({ input: process.stdin, output: process.stderr });
+    const extra = prepared ? `, upload ${prepared.plan.files} artifact files (${prepared.plan.bytes} bytes) to s3://${prepared.plan.bucket}` : "";
+    const answer = await rl.question(
+      `Copy ${plan.totalRows} rows from ${plan.source} into ${plan.target}${plan.replace ? " (REPLACING its data)" : ""}${extra}? [y/N] `,
+    );
+    rl.close();
+    return /^y(es)?$/i.test(answer.trim());
+  };
+  let result;
+  try {
+    result = await migrate({
+    from: values.from,
+    to,
+    password,
+    replace: values.replace,
+    dryRun: values["dry-run"],
+    artifactRoot: prepared?.plan.root,
+    confirm,
+    beforeCopy: prepared ? async () => void (await prepared.upload((m) => progress({ type: "phase", message: m }))) : undefined,
+    onEvent,
+    });
+  } finally {
+    prepared?.close();
+  }
+  const artifactResult = prepared?.result();
+  if (json) {
+    process.stdout.write(JSON.stringify({ ...result, artifacts: artifactResult ?? prepared?.plan ?? null }, null, 2) + "\n");
+  } else {
+    process.stdout.write(formatSummary(result, prepared?.plan, artifactResult) + "\n");
+  }
+  return 0;
+}
+
+await runCli("migrate", main);
