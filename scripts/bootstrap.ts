@@ -2,7 +2,7 @@
 import { resolve } from "node:path";
 import { bootstrap, DEFAULT_USER, type BootstrapResult } from "./lib/bootstrap.ts";
 import { parseCli, runCli, UsageError, UserError } from "./lib/cli.ts";
-import { PASSWORD_RULES } from "./lib/passwords.ts";
+import { MIN_PASSWORD_LENGTH } from "./lib/passwords.ts";
 
 const SCRIPT = "bootstrap";
 
@@ -15,8 +15,8 @@ An existing file is never overwritten: running it again changes nothing.
 Options:
   --user NAME         proxy login user (default ${DEFAULT_USER}; 1-64 of a-z 0-9 . _ -); a new user is added
   --domain HOST       DOMAIN for the new .env (e.g. mlflow.example.com); an existing .env must already agree
-  --password-stdin    read the user's proxy password from stdin instead of generating one; it needs
-                      ${PASSWORD_RULES}
+  --password-stdin    read the user's proxy password from stdin instead of generating one: at least
+                      ${MIN_PASSWORD_LENGTH} characters, two kinds of letters/digits/symbols, not a common password
   --rotate NAME       replace one secret: postgres, minio, proxy (the --user's password) or proxy:<user>;
                       repeatable. Prints what to restart afterwards.
   --force             allow --rotate postgres on an existing installation (the database needs ALTER ROLE too)
@@ -27,7 +27,9 @@ Options:
 Examples:
   npm run bootstrap
   npm run bootstrap -- --domain mlflow.example.com
-  printf '%s' "$NEW_PASSWORD" | npm run bootstrap -- --rotate proxy:alice --password-stdin
+  npm run bootstrap -- --user alice              # add a login
+  printf '%s' "$PW" | npm run bootstrap -- --user bob --password-stdin
+  npm run bootstrap -- --rotate proxy:alice       # new password for alice
 `;
 
 async function readStdin(): Promise<string> {

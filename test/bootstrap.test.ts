@@ -154,6 +154,7 @@ describe("bootstrap: a fresh run", () => {
     for (const name of [".env", ...SECRET_NAMES]) expect(run.stdout).toMatch(new RegExp(`created +${name === ".env" ? "\\.env" : `secrets/${name.replace(".", "\\.")}`}\\n`));
     expect(run.stdout).toContain("https://mlflow.example.com");
     expect(run.stdout).toContain("the password is in secrets/proxy_password.mlflow");
+    expect(run.stdout).toContain("Next: Start the stack: docker compose up -d --wait");
     for (const password of passwords) expect(run.stdout + run.stderr).not.toContain(password);
   });
 
@@ -236,6 +237,17 @@ describe("bootstrap: running again", () => {
     expect(read(dir, "proxy_password.mlflow")).toBe(password);
     expect(read(dir, "proxy_users.htpasswd")).toMatch(/^someone:\{SSHA\}xyz\nmlflow:/);
     expectLoginWorks(dir, "mlflow", password);
+  });
+
+  it("recreates a deleted Postgres password but warns that an existing database still has the old one", () => {
+    bootstrapped();
+    const old = read(dir, "postgres_password");
+    rmSync(join(dir, "secrets", "postgres_password"));
+    const run = bootstrap(dir);
+    expect(run.status).toBe(0);
+    expect(read(dir, "postgres_password")).not.toBe(old);
+    expect(run.stdout).toMatch(/created +secrets\/postgres_password/);
+    expect(run.stderr).toMatch(/^bootstrap: warning: secrets\/postgres_password was missing .* still has the old password/);
   });
 
   it("refuses when a user has a hash line but the password file is gone", () => {

@@ -207,6 +207,12 @@ export function bootstrap(options: BootstrapOptions): BootstrapResult {
 
   const postgres = ensureSecret(SECRET_FILES.postgres, targets.has("postgres") && exists(at(SECRET_FILES.postgres)), generatePassword);
   record(SECRET_FILES.postgres, postgres.action);
+  if (postgres.action === "created" && existingEnv !== undefined) {
+    warnings.push(
+      "secrets/postgres_password was missing and is new, but .env existed: if the database was initialised before, it still " +
+        "has the old password — put the old file back, or give the database the new one (README: rotating the Postgres password)",
+    );
+  }
   if (postgres.action === "rotated") {
     const env = parseEnv(envText);
     const dbUser = env.POSTGRES_USER || "mlflow";
@@ -260,7 +266,10 @@ export function bootstrap(options: BootstrapOptions): BootstrapResult {
     nextSteps.push("If the stack is running, the proxy picks up the changed login with: docker compose restart proxy");
   }
 
-  return { user, url: loginUrl(parseEnv(envText)), passwordFile, files, warnings, nextSteps, newPassword };
+  if (files.some((file) => file.path === SECRET_FILES.postgres && file.action === "created")) {
+    nextSteps.push("Start the stack: docker compose up -d --wait");
+  }
+    return { user, url: loginUrl(parseEnv(envText)), passwordFile, files, warnings, nextSteps, newPassword };
 }
 
 function exists(path: string): boolean {
