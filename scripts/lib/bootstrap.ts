@@ -188,6 +188,7 @@ export function bootstrap(options: BootstrapOptions): BootstrapResult {
   const secretsDir = ensurePrivateDir(at("secrets"));
   if (secretsDir === "tightened") warnings.push("secrets/ was readable by others: its mode is now 0700");
   removeStaleTemps(at("secrets"));
+  removeStaleTemps(dir); // a killed run's ..env.tmp-* (no secrets in it, but not git-ignored)
 
   /** Creates a secret when missing, replaces it when rotating; returns the password now in the file. */
   const ensureSecret = (path: string, rotate: boolean, make: () => string): { password: string; action: FileAction } => {
