@@ -53,12 +53,13 @@ await runCli("smoke", async () => {
   log(formatHeader(settings.url, settings.username));
   // The first Ctrl-C stops the checks and still cleans up; a second one ends the process at once.
   const interrupt = new AbortController();
+  const shownAdvice = new Set<string>();
   process.once("SIGINT", () => {
     process.stderr.write("smoke: interrupted: cleaning up (Ctrl-C again to quit at once)\n");
     interrupt.abort();
   });
   const report = await runSmoke(settings, {
-    onResult: (result) => log(formatResult(result)),
+    onResult: (result) => log(formatResult(result, shownAdvice)),
     onProgress: (line) => process.stderr.write(`  … ${line}\n`),
     signal: interrupt.signal,
   });

@@ -78,6 +78,9 @@ describe("npm run smoke (the CLI)", () => {
     expect(result.stdout).toContain(`smoke: ${double.url} as mlflow`);
     expect(result.stdout).toMatch(/^ {2}FAIL {2}version .*answered 401/m);
     expect(result.stdout).toMatch(/^ {8}fix: the proxy rejected user 'mlflow': check the password/m);
+    // Every later 401 has the same fix: printed once, then referred to.
+    expect(result.stdout.match(/fix: the proxy rejected user/g)).toHaveLength(1);
+    expect(result.stdout).toMatch(/^ {2}FAIL {2}create experiment .*\n {8}fix: \(as above\)$/m);
     expect(result.stdout).toMatch(/^smoke: FAILED: \d+ passed, \d+ failed, \d+ skipped/m);
     expect(result.stdout).not.toContain("not-the-password");
   });

@@ -30,7 +30,7 @@ function check(report: SmokeReport, name: string): CheckResult {
 }
 
 const failed = (report: SmokeReport) => report.results.filter((r) => r.status === "fail").map((r) => r.name);
-const explainReport = (report: SmokeReport) => report.results.map(formatResult).join("\n");
+const explainReport = (report: SmokeReport) => report.results.map((r) => formatResult(r)).join("\n");
 
 for (const proxy of proxies) {
   describe.skipIf(!proxy.available)(`smoke through ${proxy.kind} (our config)`, () => {

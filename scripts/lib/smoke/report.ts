@@ -4,12 +4,17 @@ import type { CheckResult, SmokeReport } from "./checks.ts";
 const LABEL = { pass: "PASS", fail: "FAIL", skip: "SKIP" } as const;
 const NAME_WIDTH = 23;
 
-export function formatResult(result: CheckResult): string {
+/** One check's line(s). Pass the same `shownAdvice` set for a whole run to print each fix once ("as above" after). */
+export function formatResult(result: CheckResult, shownAdvice?: Set<string>): string {
   const ms = `${result.ms} ms`.padStart(8);
   let line = `  ${LABEL[result.status]}  ${result.name.padEnd(NAME_WIDTH)}${ms}`;
   if (result.detail) line += `  ${result.detail}`;
   if (result.warning) line += `\n        warning: ${result.warning}`;
-  if (result.advice) line += `\n        fix: ${result.advice}`;
+  if (result.advice) {
+    const repeated = shownAdvice?.has(result.advice);
+    shownAdvice?.add(result.advice);
+    line += `\n        fix: ${repeated ? "(as above)" : result.advice}`;
+  }
   return line;
 }
 
