@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { requireBinary } from "./support/binaries.ts";
 import { basicAuth, caddyUsersFile, htpasswdFile, measureTransfer, rssBytes, startCaddy, startNginx, type RunningProxy } from "./support/proxies.ts";
-import { startUpstream, type Upstream } from "./support/upstream.ts";
+import { spawnUpstream } from "./support/upstream.ts";
 
 const hasCaddy = Boolean(requireBinary("caddy", "caddy"));
 const hasNginx = Boolean(requireBinary("nginx", "nginx-light") && requireBinary("envsubst", "gettext-base"));
@@ -22,12 +22,13 @@ const flavours = [
 ];
 
 describe.each(flavours)("$name proxy streaming", ({ name, available, start }) => {
-  let upstream: Upstream;
+  // In its own process, so the upstream and this test's client do not share one event loop.
+  let upstream: Awaited<ReturnType<typeof spawnUpstream>>;
   let proxy: RunningProxy;
 
   beforeAll(async () => {
     if (!available) return;
-    upstream = await startUpstream();
+    upstream = await spawnUpstream();
     proxy = await start(upstream.hostPort);
   });
   afterAll(async () => {
@@ -42,8 +43,8 @@ describe.each(flavours)("$name proxy streaming", ({ name, available, start }) =>
     const stats = await measureTransfer(proxy.url, "/api/2.0/mlflow-artifacts/artifacts/model.bin", { bytes: GiB, headers: { authorization }, proxy });
 
     expect(stats.status).toBe(200);
-    expect(JSON.parse(stats.body).bodyBytes).toBe(GiB);
-    expect(upstream.requests.at(-1)!.bodyBytes).toBe(GiB);
+    // The upstream's own count of the body bytes it received.
+    expect(JSON.parse(stats.body)).toMatchObject({ method: "POST", path: "/api/2.0/mlflow-artifacts/artifacts/model.bin", bodyBytes: GiB });
     expect(stats.peakRssBytes - baseline, `${name} grew from ${baseline} to ${stats.peakRssBytes} bytes`).toBeLessThan(MAX_RSS_GROWTH);
     expect(stats.peakSpoolBytes, `${name} spooled the body to ${proxy.spoolDirs.join(", ")}`).toBe(0);
     if (name === "nginx") expect(proxy.bodyTempDir).toBeDefined();

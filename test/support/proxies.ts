@@ -4,7 +4,7 @@ import { execFile } from "node:child_process";
 import { request, type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -349,7 +349,7 @@ export async function measureTransfer(
   const sample = () => {
     if (!proxy) return;
     peakRssBytes = Math.max(peakRssBytes, rssBytes(pids));
-    peakSpoolBytes = Math.max(peakSpoolBytes, proxy.spoolDirs.reduce((sum, dir) => sum + dirBytes(dir), 0));
+    peakSpoolBytes = Math.max(peakSpoolBytes, spooledBytes(proxy, pids));
   };
   sample();
   const timer = setInterval(sample, 20);
@@ -386,4 +386,38 @@ export async function measureTransfer(
   } finally {
     clearInterval(timer);
   }
+}
+
+/**
+ * Bytes the proxy currently holds in its spool directories. nginx unlinks a temp file right after creating it and
+ * keeps writing through the open descriptor, so the directory always looks empty: count the files its processes
+ * have open there (/proc/<pid>/fd, deleted or not) plus whatever is still linked in the directories.
+ */
+export function spooledBytes(proxy: RunningProxy, pids = proxy.pids()): number {
+  if (proxy.spoolDirs.length === 0) return 0;
+  const seen = new Set<string>();
+  let total = 0;
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        if (!proxy.spoolDirs.some((dir) => target.startsWith(`${dir}/`))) continue;
+        const info = statSync(`/proc/${pid}/fd/${fd}`);
+        const key = `${info.dev}:${info.ino}`;
+        if (!seen.has(key)) {
+          seen.add(key);
+          total += info.size;
+        }
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  return Math.max(total, proxy.spoolDirs.reduce((sum, dir) => sum + dirBytes(dir), 0));
 }

@@ -1,7 +1,9 @@
 // A stand-in for MLflow behind the proxies: a plain node http server that records what reached it
 // (method, raw path, headers, body size) and can stream a response of any size without holding it in memory.
+import { spawn } from "node:child_process";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 export interface RecordedRequest {
   method: string;
@@ -31,12 +33,12 @@ export interface UpstreamOptions {
 /**
  * Routes:
  * - `GET /health` → "OK" (like MLflow).
- * - `GET /stream?bytes=N` → N bytes, written in 64 KiB chunks honouring back-pressure.
+ * - `GET /stream?bytes=N` → N bytes, written in 1 MiB chunks honouring back-pressure.
  * - anything else → 200 with a JSON summary `{ method, path, bodyBytes }` after the whole body was read.
  */
 export async function startUpstream({ record = true }: UpstreamOptions = {}): Promise<Upstream> {
   const requests: RecordedRequest[] = [];
-  const chunk = Buffer.alloc(64 * 1024, 0x61);
+  const chunk = Buffer.alloc(1024 * 1024, 0x61);
   // Like MLflow's own security middleware: the proxies must end up with exactly one copy of each, their own.
   const ownHeaders = { server: "upstream/1.0", "x-frame-options": "DENY", "x-content-type-options": "nosniff" };
   const server: Server = createServer((req, res) => {
@@ -80,4 +82,41 @@ export async function startUpstream({ record = true }: UpstreamOptions = {}): Pr
         server.close(() => resolve());
       }),
   };
+}
+
+/**
+ * The same upstream in a separate node process (no request records), so a load generator in this process does not
+ * share its event loop: what the benchmark uses.
+ */
+export async function spawnUpstream(): Promise<Pick<Upstream, "url" | "hostPort" | "port" | "stop"> & { pid: number }> {
+  const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url)], { stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let text = "";
+    child.once("error", reject);
+    child.once("exit", (code) => reject(new Error(`upstream process exited with ${code}`)));
+    child.stdout!.on("data", (chunk) => {
+      text += chunk;
+      const match = /^listening (\d+)$/m.exec(text);
+      if (match) resolve(Number(match[1]));
+    });
+  });
+  child.removeAllListeners("exit");
+  return {
+    url: `http://127.0.0.1:${port}`,
+    hostPort: `127.0.0.1:${port}`,
+    port,
+    pid: child.pid!,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once("exit", () => resolve());
+        child.kill("SIGTERM");
+      }),
+  };
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const upstream = await startUpstream({ record: false });
+  process.stdout.write(`listening ${upstream.port}\n`);
+  process.once("SIGTERM", () => void upstream.stop().then(() => process.exit(0)));
 }
