@@ -1,0 +1,300 @@
+// The proxy benchmark: our very Caddyfile and nginx template run as local processes in front of a stand-in upstream,
+// measured in one run: small-request throughput with and without authentication, a large streamed upload, and what
+// Caddy's bcrypt cost means for a first login and a wrong password. Returns figures; printing is the CLI's job.
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { Agent, request } from "node:http";
+import { cpus, loadavg } from "node:os";
+import {
+  basicAuth,
+  caddyUsersFile,
+  htpasswdFile,
+  httpRequest,
+  measureTransfer,
+  rssBytes,
+  startCaddy,
+  startNginx,
+  type RunningProxy,
+} from "../../test/support/proxies.ts";
+import { spawnUpstream } from "../../test/support/upstream.ts";
+import { findBinary } from "../../test/support/binaries.ts";
+import { UserError } from "./cli.ts";
+import { BCRYPT_COST, caddyHash } from "./password-hashes.ts";
+
+export interface BenchOptions {
+  /** Seconds each throughput measurement runs (after a short warm-up). */
+  durationSeconds: number;
+  /** Concurrent keep-alive connections of the load loop. */
+  concurrency: number;
+  /** Size of the streamed upload, bytes. */
+  uploadBytes: number;
+  /** bcrypt costs to time through Caddy. */
+  costs: number[];
+  progress: (line: string) => void;
+}
+
+export type Target = "direct" | "caddy" | "nginx";
+
+export interface ThroughputRow {
+  target: Target;
+  unauthenticatedRps: number;
+  authenticatedRps: number;
+  ratio: number;
+  /** Requests that did not answer 200 (should be 0). */
+  errors: number;
+}
+
+export interface UploadRow {
+  target: Target;
+  seconds: number;
+  megabytesPerSecond: number;
+  ratioToDirect: number;
+  /** Proxy resident memory before the upload and at its peak during it (undefined for direct). */
+  rssBeforeBytes?: number;
+  peakRssBytes?: number;
+  /** Most request/response bytes the proxy held on disk at once. */
+  spooledBytes?: number;
+}
+
+export interface CostRow {
+  cost: number;
+  firstLoginMs: number;
+  wrongPasswordMs: number;
+  cachedLoginMs: number;
+}
+
+export interface Goal {
+  description: string;
+  met: boolean;
+  actual: string;
+}
+
+export interface BenchResult {
+  machine: { cpus: number; loadAverage: number[]; caddy: string; nginx: string; node: string };
+  options: Omit<BenchOptions, "progress">;
+  throughput: ThroughputRow[];
+  upload: UploadRow[];
+  caddyCost: CostRow[];
+  goals: Goal[];
+}
+
+const MiB = 1024 * 1024;
+// Memory growth above this during an upload means the proxy is holding the body.
+const FLAT_MEMORY_BYTES = 128 * MiB;
+
+function version(binary: string, args: string[]): string {
+  // nginx -v prints to stderr.
+  const result = spawnSync(binary, args, { encoding: "utf8" });
+  return `${result.stdout ?? ""}${result.stderr ?? ""}`.trim().split("\n")[0] || "unknown";
+}
+
+/** Sends requests on `concurrency` keep-alive connections for `durationMs` (after a warm-up); requests per second. */
+async function loadLoop(baseUrl: string, path: string, headers: Record<string, string>, concurrency: number, durationMs: number) {
+  const { hostname, port } = new URL(baseUrl);
+  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
+  const once = () =>
+    new Promise<boolean>((resolve) => {
+      const req = request({ host: hostname, port, path, headers, agent }, (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode === 200));
+        res.on("error", () => resolve(false));
+      });
+      req.on("error", () => resolve(false));
+      req.end();
+    });
+  const runFor = async (ms: number) => {
+    const end = performance.now() + ms;
+    let ok = 0;
+    let errors = 0;
+    const maxRequests = 5_000_000;
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (performance.now() < end && ok + errors < maxRequests) {
+          if (await once()) ok++;
+          else errors++;
+        }
+      }),
+    );
+    return { ok, errors };
+  };
+  try {
+    await runFor(Math.min(500, durationMs / 4));
+    const started = performance.now();
+    const { ok, errors } = await runFor(durationMs);
+    return { rps: ok / ((performance.now() - started) / 1000), errors };
+  } finally {
+    agent.destroy();
+  }
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+async function timedRequest(baseUrl: string, authorization: string): Promise<{ ms: number; status: number }> {
+  const started = performance.now();
+  const response = await httpRequest(baseUrl, "/api/2.0/mlflow/experiments/search", { headers: { authorization } });
+  return { ms: performance.now() - started, status: response.status };
+}
+
+export async function runProxyBench(options: BenchOptions): Promise<BenchResult> {
+  const { progress } = options;
+  for (const [name, pkg] of [["caddy", "caddy"], ["nginx", "nginx-light"], ["envsubst", "gettext-base"]]) {
+    if (!findBinary(name)) throw new UserError(`${name} not found: install the Debian package ${pkg} (apt-get install ${pkg})`);
+  }
+  const machine = {
+    cpus: cpus().length,
+    loadAverage: loadavg().map((n) => Number(n.toFixed(2))),
+    caddy: version("caddy", ["version"]),
+    nginx: version(findBinary("nginx")!, ["-v"]),
+    node: process.version,
+  };
+  // Throwaway credentials for this run only; they never leave this process except as hashes in temp files.
+  const user = "bench";
+  const password = randomBytes(24).toString("base64url");
+  const authorization = basicAuth(user, password);
+
+  progress("starting the upstream, caddy and nginx");
+  const upstream = await spawnUpstream();
+  const running: RunningProxy[] = [];
+  try {
+    running.push(await startCaddy({ upstream: upstream.hostPort, usersFile: caddyUsersFile({ [user]: password }) }));
+    running.push(await startNginx({ upstream: upstream.hostPort, usersFile: htpasswdFile({ [user]: password }) }));
+    const targets: { target: Target; url: string; proxy?: RunningProxy }[] = [
+      { target: "direct", url: upstream.url },
+      ...running.map((proxy) => ({ target: proxy.kind, url: proxy.url, proxy })),
+    ];
+    for (const { target, url } of targets) {
+      const check = await httpRequest(url, "/api/2.0/mlflow/experiments/search", { headers: { authorization } });
+      if (check.status !== 200) throw new Error(`${target} answered ${check.status} to the benchmark's credentials`);
+    }
+
+    const throughput: ThroughputRow[] = [];
+    const durationMs = options.durationSeconds * 1000;
+    // Unauthenticated and authenticated runs alternate in short rounds, so drift in the machine's load (other
+    // processes) hits both alike.
+    const rounds = 3;
+    for (const { target, url } of targets) {
+      progress(`small requests through ${target}: ${rounds} rounds of unauthenticated GET /health and authenticated GET /api/...`);
+      let open = 0;
+      let authed = 0;
+      let errors = 0;
+      for (let round = 0; round < rounds; round++) {
+        const a = await loadLoop(url, "/health", {}, options.concurrency, durationMs / rounds);
+        const b = await loadLoop(url, "/api/2.0/mlflow/experiments/search", { authorization }, options.concurrency, durationMs / rounds);
+        open += a.rps / rounds;
+        authed += b.rps / rounds;
+        errors += a.errors + b.errors;
+      }
+      throughput.push({ target, unauthenticatedRps: Math.round(open), authenticatedRps: Math.round(authed), ratio: authed / open, errors });
+    }
+
+    const upload: UploadRow[] = [];
+    let directMBps = 0;
+    for (const { target, url, proxy } of targets) {
+      progress(`${(options.uploadBytes / MiB).toFixed(0)} MiB streamed upload through ${target}`);
+      const rssBeforeBytes = proxy ? rssBytes(proxy.pids()) : undefined;
+      const stats = await measureTransfer(url, "/api/2.0/mlflow-artifacts/artifacts/bench/model.bin", { bytes: options.uploadBytes, headers: { authorization }, proxy });
+      const received = stats.status === 200 ? JSON.parse(stats.body).bodyBytes : -1;
+      if (received !== options.uploadBytes) throw new Error(`upload through ${target}: status ${stats.status}, upstream received ${received} of ${options.uploadBytes} bytes`);
+      const megabytesPerSecond = options.uploadBytes / 1e6 / stats.seconds;
+      if (target === "direct") directMBps = megabytesPerSecond;
+      upload.push({
+        target,
+        seconds: stats.seconds,
+        megabytesPerSecond,
+        ratioToDirect: megabytesPerSecond / directMBps,
+        ...(proxy ? { rssBeforeBytes, peakRssBytes: stats.peakRssBytes, spooledBytes: stats.peakSpoolBytes } : {}),
+      });
+    }
+
+    const caddyCost: CostRow[] = [];
+    for (const cost of options.costs) {
+      progress(`caddy with bcrypt cost ${cost}: first logins, wrong passwords, cached logins`);
+      const users = ["u1", "u2", "u3"].map((name) => ({ name, password: randomBytes(24).toString("base64url") }));
+      const usersFile = users.map(({ name, password: pw }) => `${name} ${caddyHash(pw, cost)}\n`).join("");
+      const caddy = await startCaddy({ upstream: upstream.hostPort, usersFile });
+      try {
+        const first = [];
+        for (const { name, password: pw } of users) first.push(await timedRequest(caddy.url, basicAuth(name, pw)));
+        const wrong = [];
+        for (let i = 0; i < 3; i++) wrong.push(await timedRequest(caddy.url, basicAuth("u1", `${users[0].password}x${i}`)));
+        const cached = [];
+        for (let i = 0; i < 5; i++) cached.push(await timedRequest(caddy.url, basicAuth("u1", users[0].password)));
+        if ([...first, ...cached].some((r) => r.status !== 200) || wrong.some((r) => r.status !== 401)) {
+          throw new Error(`caddy with bcrypt cost ${cost} answered unexpected statuses`);
+        }
+        caddyCost.push({ cost, firstLoginMs: median(first.map((r) => r.ms)), wrongPasswordMs: median(wrong.map((r) => r.ms)), cachedLoginMs: median(cached.map((r) => r.ms)) });
+      } finally {
+        await caddy.stop();
+      }
+    }
+
+    return { machine, options: { durationSeconds: options.durationSeconds, concurrency: options.concurrency, uploadBytes: options.uploadBytes, costs: options.costs }, throughput, upload, caddyCost, goals: goals(throughput, upload) };
+  } finally {
+    for (const proxy of running) await proxy.stop();
+    await upstream.stop();
+  }
+}
+
+function percent(ratio: number): string {
+  return `${(ratio * 100).toFixed(0)}%`;
+}
+
+function goals(throughput: ThroughputRow[], upload: UploadRow[]): Goal[] {
+  const row = (target: Target) => throughput.find((r) => r.target === target)!;
+  const list: Goal[] = [
+    { description: "caddy: authenticated >= 90% of unauthenticated throughput", met: row("caddy").ratio >= 0.9, actual: percent(row("caddy").ratio) },
+    { description: "nginx: authenticated >= 50% of unauthenticated throughput", met: row("nginx").ratio >= 0.5, actual: percent(row("nginx").ratio) },
+    { description: "no failed requests in the throughput runs", met: throughput.every((r) => r.errors === 0), actual: String(throughput.reduce((n, r) => n + r.errors, 0)) },
+  ];
+  for (const r of upload.filter((u) => u.target !== "direct")) {
+    list.push({ description: `${r.target}: upload >= 50% of direct`, met: r.ratioToDirect >= 0.5, actual: percent(r.ratioToDirect) });
+    const growth = (r.peakRssBytes ?? 0) - (r.rssBeforeBytes ?? 0);
+    list.push({ description: `${r.target}: flat memory during the upload (growth < ${FLAT_MEMORY_BYTES / MiB} MiB)`, met: growth < FLAT_MEMORY_BYTES, actual: `+${(growth / MiB).toFixed(1)} MiB` });
+    list.push({ description: `${r.target}: nothing spooled to disk`, met: r.spooledBytes === 0, actual: `${r.spooledBytes} bytes` });
+  }
+  return list;
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+/** The result as plain-text tables, for people. */
+export function formatProxyBench(result: BenchResult): string {
+  const { machine, options } = result;
+  const mib = (bytes?: number) => (bytes === undefined ? "-" : `${(bytes / MiB).toFixed(0)} MiB`);
+  const out: string[] = [];
+  out.push(`Proxy benchmark: caddy ${machine.caddy.split(" ")[0]}, ${machine.nginx.replace(/^nginx version: /, "")}, node ${machine.node}, ${machine.cpus} CPUs, load average at start ${machine.loadAverage.join(" ")}`);
+  out.push("");
+  out.push(`Small requests: ${options.concurrency} keep-alive connections, ${options.durationSeconds} s each; unauthenticated = GET /health, authenticated = GET /api/... with basic auth`);
+  out.push(
+    table(
+      ["target", "unauth req/s", "auth req/s", "auth/unauth", "errors"],
+      result.throughput.map((r) => [r.target, String(r.unauthenticatedRps), String(r.authenticatedRps), percent(r.ratio), String(r.errors)]),
+    ),
+  );
+  out.push("");
+  out.push(`${(options.uploadBytes / MiB).toFixed(0)} MiB upload: one streamed POST with Content-Length, authenticated`);
+  out.push(
+    table(
+      ["target", "seconds", "MB/s", "vs direct", "proxy RSS before", "proxy peak RSS", "spooled to disk"],
+      result.upload.map((r) => [r.target, r.seconds.toFixed(1), r.megabytesPerSecond.toFixed(0), percent(r.ratioToDirect), mib(r.rssBeforeBytes), mib(r.peakRssBytes), r.spooledBytes === undefined ? "-" : `${r.spooledBytes} B`]),
+    ),
+  );
+  if (result.caddyCost.length > 0) {
+    out.push("");
+    out.push("Caddy basic_auth bcrypt cost: time of one request, median ms (a cached login is the baseline)");
+    out.push(
+      table(
+        ["cost", "first login", "wrong password", "cached login"],
+        result.caddyCost.map((r) => [`${r.cost}${r.cost === BCRYPT_COST ? " (BCRYPT_COST)" : ""}`, r.firstLoginMs.toFixed(0), r.wrongPasswordMs.toFixed(0), r.cachedLoginMs.toFixed(1)]),
+      ),
+    );
+  }
+  out.push("");
+  out.push("Goals");
+  for (const goal of result.goals) out.push(`  ${goal.met ? "ok    " : "MISSED"}  ${goal.description}: ${goal.actual}`);
+  return out.join("\n");
+}
