@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { requireBinary } from "./support/binaries.ts";
-import { CADDYFILE, caddyUsersFile, NGINX_TEMPLATE_DIR, renderNginxConfig } from "./support/proxies.ts";
+import { freePort } from "./support/ports.ts";
+import { CADDYFILE, caddyUsersFile, httpRequest, NGINX_TEMPLATE_DIR, renderNginxConfig, startCaddy } from "./support/proxies.ts";
 import { makeTempDir } from "./support/tmp.ts";
 
 const run = promisify(execFile);
@@ -68,6 +69,26 @@ describe.skipIf(!caddy)("caddy/Caddyfile", () => {
     expect(hsts).toHaveLength(1);
     expect(hsts[0].match).toEqual([{ protocol: "https" }]);
     expect(JSON.stringify(server)).toContain('"max_size":10000000000');
+  });
+
+  it("keeps the admin API answering the container health check (wget http://127.0.0.1:2019/config/)", async () => {
+    // Same form as the default localhost:2019, on a free port so it cannot collide with anything else.
+    const adminPort = await freePort();
+    const proxy = await startCaddy({ upstream: "127.0.0.1:9", usersFile: caddyUsersFile({ alice: "Xk3Lm8Qp2Wv7Zr4Tn9Bc5Hd6" }, 4), adminAddress: `localhost:${adminPort}` });
+    try {
+      const response = await httpRequest(`http://127.0.0.1:${adminPort}`, "/config/");
+      expect(response.status).toBe(200);
+      expect(JSON.parse(response.body).apps.http.servers).toBeDefined();
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it("fails to start on an empty users file instead of running without users", async () => {
+    const dir = tempDir("caddy-empty-users");
+    const env = caddyEnv(dir);
+    writeFileSync(env.CADDY_USERS_FILE!, "");
+    await expect(run(caddy!, ["validate", "--adapter", "caddyfile", "--config", CADDYFILE], { env })).rejects.toThrow(/importing .*: EOF/);
   });
 
   it("says basicauth (the spelling caddy 2.6 knows) and documents why", () => {

@@ -119,6 +119,7 @@ describe("10-proxy-users.sh", () => {
     const failed = await sh(`set -e; . "${USERS_SCRIPT}"; echo next-script-runs`, { ...envFor(dir), PROXY_USERS_SECRET: join(dir, "nope") });
     expect(failed.code).not.toBe(0);
     expect(failed.stdout).not.toContain("next-script-runs");
+    expect(failed.stderr).toMatch(/^10-proxy-users\.sh: ERROR: users file .* is missing/m);
   });
 });
 

@@ -10,7 +10,7 @@
 # Overridable for tests outside a container: PROXY_USERS_SECRET (the compose secret), NGINX_HTPASSWD_GROUP.
 
 proxy_users_fail() {
-    echo "$(basename "$0"): ERROR: $*" >&2
+    echo "10-proxy-users.sh: ERROR: $*" >&2
     exit 1
 }
 
@@ -33,7 +33,7 @@ proxy_users_install() {
         rm -f "$tmp"
         proxy_users_fail "cannot install $target with group $group and mode 0440"
     fi
-    echo "$(basename "$0"): installed $target (mode 0440, group $group) from $secret"
+    echo "10-proxy-users.sh: installed $target (mode 0440, group $group) from $secret"
 }
 
 proxy_users_install

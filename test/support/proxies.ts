@@ -75,10 +75,11 @@ function ownedTempDir(prefix: string) {
   return temp;
 }
 
-export async function startCaddy(options: ProxyOptions & { adminPort?: number }): Promise<RunningProxy> {
+/** `adminAddress`: CADDY_ADMIN_ADDRESS (default 127.0.0.1 on a free port, so parallel instances never collide; "off" works). */
+export async function startCaddy(options: ProxyOptions & { adminAddress?: string }): Promise<RunningProxy> {
   const caddy = need("caddy", "caddy");
   const port = options.port ?? (await freePort());
-  const adminPort = options.adminPort ?? (await freePort());
+  const adminAddress = options.adminAddress ?? `127.0.0.1:${await freePort()}`;
   const { dir, cleanup } = ownedTempDir("caddy");
   const usersFile = join(dir, "proxy_users_caddy");
   writeFileSync(usersFile, options.usersFile, { mode: 0o600 });
@@ -88,7 +89,7 @@ export async function startCaddy(options: ProxyOptions & { adminPort?: number })
     XDG_DATA_HOME: join(dir, "data"),
     XDG_CONFIG_HOME: join(dir, "config"),
     CADDY_SITE_ADDRESS: `:${port}`,
-    CADDY_ADMIN_ADDRESS: `127.0.0.1:${adminPort}`,
+    CADDY_ADMIN_ADDRESS: adminAddress,
     MLFLOW_UPSTREAM: options.upstream,
     CADDY_USERS_FILE: usersFile,
     PROXY_MAX_BODY_SIZE: options.maxBodySize ?? "0",
