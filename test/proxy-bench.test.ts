@@ -34,6 +34,8 @@ describe("bench:proxy", () => {
     expect(result.upload.map((r: any) => r.target)).toEqual(["direct", "caddy", "nginx"]);
     for (const row of result.upload.slice(1)) expect(row.spooledBytes).toBe(0);
     expect(result.caddyCost).toEqual([expect.objectContaining({ cost: 4 })]);
+    expect(result.nginxSchemes[0]).toMatchObject({ scheme: "{SSHA} (nginxHash)" });
+    for (const row of result.nginxSchemes) expect(row.authenticatedRps, row.scheme).toBeGreaterThan(0);
     expect(result.goals.length).toBeGreaterThanOrEqual(9);
     expect(stderr).toMatch(/bench:proxy: done in \d+ s/);
   });

@@ -19,7 +19,8 @@ import {
 import { spawnUpstream } from "../../test/support/upstream.ts";
 import { findBinary } from "../../test/support/binaries.ts";
 import { UserError } from "./cli.ts";
-import { BCRYPT_COST, caddyHash } from "./password-hashes.ts";
+import { BCRYPT_COST, caddyHash, nginxHash } from "./password-hashes.ts";
+import bcrypt from "bcryptjs";
 
 export interface BenchOptions {
   /** Seconds each throughput measurement runs (after a short warm-up). */
@@ -30,6 +31,8 @@ export interface BenchOptions {
   uploadBytes: number;
   /** bcrypt costs to time through Caddy. */
   costs: number[];
+  /** Also compare the password hash schemes nginx can verify. */
+  schemes: boolean;
   progress: (line: string) => void;
 }
 
@@ -56,6 +59,13 @@ export interface UploadRow {
   spooledBytes?: number;
 }
 
+export interface SchemeRow {
+  scheme: string;
+  authenticatedRps: number;
+  /** Relative to unauthenticated GET /health through the same nginx, measured alongside. */
+  ratio: number;
+}
+
 export interface CostRow {
   cost: number;
   firstLoginMs: number;
@@ -75,6 +85,7 @@ export interface BenchResult {
   throughput: ThroughputRow[];
   upload: UploadRow[];
   caddyCost: CostRow[];
+  nginxSchemes: SchemeRow[];
   goals: Goal[];
 }
 
@@ -125,6 +136,13 @@ async function loadLoop(baseUrl: string, path: string, headers: Record<string, s
   } finally {
     agent.destroy();
   }
+}
+
+/** An `openssl passwd` hash (password on stdin, never on the command line), or undefined without openssl. */
+function opensslHash(flag: string, password: string): string | undefined {
+  if (!findBinary("openssl")) return undefined;
+  const result = spawnSync("openssl", ["passwd", flag, "-stdin"], { input: password, encoding: "utf8" });
+  return result.status === 0 ? result.stdout.trim() : undefined;
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
@@ -228,7 +246,35 @@ export async function runProxyBench(options: BenchOptions): Promise<BenchResult>
       }
     }
 
-    return { machine, options: { durationSeconds: options.durationSeconds, concurrency: options.concurrency, uploadBytes: options.uploadBytes, costs: options.costs }, throughput, upload, caddyCost, goals: goals(throughput, upload) };
+    // The schemes nginx could verify, one user each on one nginx: why nginxHash is {SSHA} (see password-hashes.ts).
+    const nginxSchemes: SchemeRow[] = [];
+    if (options.schemes) {
+      const schemePassword = randomBytes(24).toString("base64url");
+      const candidates: [string, string | undefined][] = [
+        ["{SSHA} (nginxHash)", nginxHash(schemePassword)],
+        ["$apr1$ (1000 x MD5)", opensslHash("-apr1", schemePassword)],
+        ["$5$ sha256-crypt, 5000 rounds", opensslHash("-5", schemePassword)],
+        ["$2b$ bcrypt cost 4", bcrypt.hashSync(schemePassword, 4)],
+        ["$2b$ bcrypt cost 10", bcrypt.hashSync(schemePassword, 10)],
+      ];
+      const present = candidates.filter((c): c is [string, string] => c[1] !== undefined);
+      const htpasswd = present.map(([, hash], i) => `scheme${i}:${hash}\n`).join("");
+      const nginx = await startNginx({ upstream: upstream.hostPort, usersFile: htpasswd });
+      try {
+        const sliceMs = Math.max(500, durationMs / 3);
+        for (const [i, [scheme]] of present.entries()) {
+          progress(`nginx with a ${scheme} hash`);
+          const open = await loadLoop(nginx.url, "/health", {}, options.concurrency, sliceMs);
+          const authed = await loadLoop(nginx.url, "/api/2.0/mlflow/experiments/search", { authorization: basicAuth(`scheme${i}`, schemePassword) }, options.concurrency, sliceMs);
+          if (authed.errors > 0 && authed.rps === 0) throw new Error(`nginx rejected the ${scheme} hash`);
+          nginxSchemes.push({ scheme, authenticatedRps: Math.round(authed.rps), ratio: authed.rps / open.rps });
+        }
+      } finally {
+        await nginx.stop();
+      }
+    }
+
+    return { machine, nginxSchemes, options: { durationSeconds: options.durationSeconds, concurrency: options.concurrency, uploadBytes: options.uploadBytes, costs: options.costs, schemes: options.schemes }, throughput, upload, caddyCost, goals: goals(throughput, upload) };
   } finally {
     for (const proxy of running) await proxy.stop();
     await upstream.stop();
@@ -292,6 +338,11 @@ export function formatProxyBench(result: BenchResult): string {
         result.caddyCost.map((r) => [`${r.cost}${r.cost === BCRYPT_COST ? " (BCRYPT_COST)" : ""}`, r.firstLoginMs.toFixed(0), r.wrongPasswordMs.toFixed(0), r.cachedLoginMs.toFixed(1)]),
       ),
     );
+  }
+  if (result.nginxSchemes.length > 0) {
+    out.push("");
+    out.push("nginx auth_basic_user_file hash schemes (nginx checks the hash on every request): authenticated req/s");
+    out.push(table(["scheme", "auth req/s", "vs unauth"], result.nginxSchemes.map((r) => [r.scheme, String(r.authenticatedRps), percent(r.ratio)])));
   }
   out.push("");
   out.push("Goals");
