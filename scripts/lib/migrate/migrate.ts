@@ -69,7 +69,8 @@ export async function preflight(source: Source, client: pg.Client, catalog: Cata
   if (version !== source.alembicVersion) {
     throw new UserError(
       `schema revisions differ: source ${source.alembicVersion}, target ${version} — the source must come from the same MLflow version as the stack: ` +
-        `if it is older, upgrade a copy with --upgrade-source; if it is newer, raise MLFLOW_VERSION of the stack first`,
+        `if it is older, upgrade a COPY of it with the stack's MLflow (docker compose run --rm -v "$PWD:/src" mlflow mlflow db upgrade sqlite:////src/COPY.db) and migrate the copy; ` +
+        `if it is newer, raise MLFLOW_VERSION of the stack first`,
     );
   }
   const tables: { table: string; rows: number }[] = [];
