@@ -129,7 +129,7 @@ async function loadLoop(baseUrl: string, path: string, headers: Record<string, s
     return { ok, errors };
   };
   try {
-    await runFor(Math.min(500, durationMs / 4));
+    await runFor(Math.min(200, durationMs / 4));
     const started = performance.now();
     const { ok, errors } = await runFor(durationMs);
     return { rps: ok / ((performance.now() - started) / 1000), errors };
@@ -145,7 +145,36 @@ function opensslHash(flag: string, password: string): string | undefined {
   return result.status === 0 ? result.stdout.trim() : undefined;
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+
+/**
+ * Unauthenticated GET /health against authenticated GET /api/... through one target, in alternating short rounds:
+ * the machine's load (other processes) drifts, so each round's ratio compares neighbours in time, and the medians
+ * ignore a round that a burst of outside load hit.
+ */
+async function compareOpenAndAuthed(url: string, authorization: string, concurrency: number, totalMs: number) {
+  const rounds = 6;
+  const sliceMs = totalMs / (2 * rounds);
+  const open: number[] = [];
+  const authed: number[] = [];
+  const ratios: number[] = [];
+  let errors = 0;
+  for (let round = 0; round < rounds; round++) {
+    const runOpen = () => loadLoop(url, "/health", {}, concurrency, sliceMs);
+    const runAuthed = () => loadLoop(url, "/api/2.0/mlflow/experiments/search", { authorization }, concurrency, sliceMs);
+    // A-B, B-A, ...: neither side always goes first.
+    const [a, b] = round % 2 === 0 ? [await runOpen(), await runAuthed()] : [...[await runAuthed(), await runOpen()].reverse()];
+    open.push(a.rps);
+    authed.push(b.rps);
+    ratios.push(b.rps / a.rps);
+    errors += a.errors + b.errors;
+  }
+  return { open: median(open), authed: median(authed), ratio: median(ratios), errors };
+}
 
 async function timedRequest(baseUrl: string, authorization: string): Promise<{ ms: number; status: number }> {
   const started = performance.now();
@@ -187,22 +216,10 @@ export async function runProxyBench(options: BenchOptions): Promise<BenchResult>
 
     const throughput: ThroughputRow[] = [];
     const durationMs = options.durationSeconds * 1000;
-    // Unauthenticated and authenticated runs alternate in short rounds, so drift in the machine's load (other
-    // processes) hits both alike.
-    const rounds = 3;
     for (const { target, url } of targets) {
-      progress(`small requests through ${target}: ${rounds} rounds of unauthenticated GET /health and authenticated GET /api/...`);
-      let open = 0;
-      let authed = 0;
-      let errors = 0;
-      for (let round = 0; round < rounds; round++) {
-        const a = await loadLoop(url, "/health", {}, options.concurrency, durationMs / rounds);
-        const b = await loadLoop(url, "/api/2.0/mlflow/experiments/search", { authorization }, options.concurrency, durationMs / rounds);
-        open += a.rps / rounds;
-        authed += b.rps / rounds;
-        errors += a.errors + b.errors;
-      }
-      throughput.push({ target, unauthenticatedRps: Math.round(open), authenticatedRps: Math.round(authed), ratio: authed / open, errors });
+      progress(`small requests through ${target}: unauthenticated GET /health vs authenticated GET /api/...`);
+      const { open, authed, ratio, errors } = await compareOpenAndAuthed(url, authorization, options.concurrency, durationMs);
+      throughput.push({ target, unauthenticatedRps: Math.round(open), authenticatedRps: Math.round(authed), ratio, errors });
     }
 
     const upload: UploadRow[] = [];
@@ -261,13 +278,11 @@ export async function runProxyBench(options: BenchOptions): Promise<BenchResult>
       const htpasswd = present.map(([, hash], i) => `scheme${i}:${hash}\n`).join("");
       const nginx = await startNginx({ upstream: upstream.hostPort, usersFile: htpasswd });
       try {
-        const sliceMs = Math.max(500, durationMs / 3);
         for (const [i, [scheme]] of present.entries()) {
           progress(`nginx with a ${scheme} hash`);
-          const open = await loadLoop(nginx.url, "/health", {}, options.concurrency, sliceMs);
-          const authed = await loadLoop(nginx.url, "/api/2.0/mlflow/experiments/search", { authorization: basicAuth(`scheme${i}`, schemePassword) }, options.concurrency, sliceMs);
-          if (authed.errors > 0 && authed.rps === 0) throw new Error(`nginx rejected the ${scheme} hash`);
-          nginxSchemes.push({ scheme, authenticatedRps: Math.round(authed.rps), ratio: authed.rps / open.rps });
+          const { authed, ratio, errors } = await compareOpenAndAuthed(nginx.url, basicAuth(`scheme${i}`, schemePassword), options.concurrency, Math.max(1500, durationMs / 2));
+          if (errors > 0) throw new Error(`nginx rejected the ${scheme} hash`);
+          nginxSchemes.push({ scheme, authenticatedRps: Math.round(authed), ratio });
         }
       } finally {
         await nginx.stop();
@@ -314,7 +329,7 @@ export function formatProxyBench(result: BenchResult): string {
   const out: string[] = [];
   out.push(`Proxy benchmark: caddy ${machine.caddy.split(" ")[0]}, ${machine.nginx.replace(/^nginx version: /, "")}, node ${machine.node}, ${machine.cpus} CPUs, load average at start ${machine.loadAverage.join(" ")}`);
   out.push("");
-  out.push(`Small requests: ${options.concurrency} keep-alive connections, ${options.durationSeconds} s each; unauthenticated = GET /health, authenticated = GET /api/... with basic auth`);
+  out.push(`Small requests: ${options.concurrency} keep-alive connections, unauthenticated GET /health and authenticated GET /api/... alternating in 6 rounds (${options.durationSeconds} s in all per target); medians`);
   out.push(
     table(
       ["target", "unauth req/s", "auth req/s", "auth/unauth", "errors"],
