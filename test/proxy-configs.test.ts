@@ -74,7 +74,7 @@ describe.skipIf(!caddy)("caddy/Caddyfile", () => {
   it("keeps the admin API answering the container health check (wget http://127.0.0.1:2019/config/)", async () => {
     // Same form as the default localhost:2019, on a free port so it cannot collide with anything else.
     const adminPort = await freePort();
-    const proxy = await startCaddy({ upstream: "127.0.0.1:9", usersFile: caddyUsersFile({ alice: "Xk3Lm8Qp2Wv7Zr4Tn9Bc5Hd6" }, 4), adminAddress: `localhost:${adminPort}` });
+    const proxy = await startCaddy({ upstream: "http://127.0.0.1:9", usersFile: caddyUsersFile({ alice: "Xk3Lm8Qp2Wv7Zr4Tn9Bc5Hd6" }, 4), adminAddress: `localhost:${adminPort}` });
     try {
       const response = await httpRequest(`http://127.0.0.1:${adminPort}`, "/config/");
       expect(response.status).toBe(200);

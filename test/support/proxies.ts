@@ -23,7 +23,7 @@ export const NGINX_TEMPLATE_DIR = join(REPO_ROOT, "nginx", "templates");
 export const NGINX_ENTRYPOINT_DIR = join(REPO_ROOT, "nginx", "docker-entrypoint.d");
 
 export interface ProxyOptions {
-  /** MLFLOW_UPSTREAM: host:port of the service behind the proxy. */
+  /** MLFLOW_UPSTREAM: host:port of the service behind the proxy (an http:// URL is accepted too). */
   upstream: string;
   /** Content of the users file (see caddyUsersFile / htpasswdFile). */
   usersFile: string;
@@ -63,6 +63,14 @@ export function basicAuth(user: string, password: string): string {
   return `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
 }
 
+/** "http://host:port/" or "host:port" → "host:port", the form both configs take. */
+function hostPort(upstream: string): string {
+  if (!/^https?:\/\//.test(upstream)) return upstream;
+  const url = new URL(upstream);
+  if (url.protocol !== "http:" || (url.pathname !== "/" && url.pathname !== "")) throw new Error(`upstream must be http://host:port, got ${upstream}`);
+  return url.host;
+}
+
 function need(name: string, debianPackage: string): string {
   const path = findBinary(name);
   if (!path) throw new Error(`${name} not found: apt-get install ${debianPackage}`);
@@ -90,7 +98,7 @@ export async function startCaddy(options: ProxyOptions & { adminAddress?: string
     XDG_CONFIG_HOME: join(dir, "config"),
     CADDY_SITE_ADDRESS: `:${port}`,
     CADDY_ADMIN_ADDRESS: adminAddress,
-    MLFLOW_UPSTREAM: options.upstream,
+    MLFLOW_UPSTREAM: hostPort(options.upstream),
     CADDY_USERS_FILE: usersFile,
     PROXY_MAX_BODY_SIZE: options.maxBodySize ?? "0",
   };
@@ -175,7 +183,7 @@ export async function startNginx(options: NginxOptions): Promise<RunningProxy> {
   const env = {
     PATH: process.env.PATH ?? "/usr/bin:/bin",
     NGINX_LISTEN: `127.0.0.1:${port}`,
-    MLFLOW_UPSTREAM: options.upstream,
+    MLFLOW_UPSTREAM: hostPort(options.upstream),
     NGINX_HTPASSWD: entrypointScripts ? join(dir, "proxy_users.htpasswd") : secret,
     PROXY_MAX_BODY_SIZE: options.maxBodySize ?? "0",
     PROXY_USERS_SECRET: secret,
