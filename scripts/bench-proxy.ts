@@ -15,7 +15,7 @@ of a stand-in upstream and prints, measured in one run:
 Takes about 1-2 minutes with the defaults. Figures depend on the machine and on what else runs on it.
 
 Options:
-  --duration <s>       seconds of throughput measurement per target (default 4)
+  --duration <s>       seconds of throughput measurement per target (default 8)
   --concurrency <n>    keep-alive connections of the load loop (default 8)
   --upload-mib <n>     upload size in MiB (default 2048)
   --costs <list>       bcrypt costs to time through Caddy, comma-separated (default 10,11,12; "none" to skip)
@@ -55,7 +55,7 @@ await runCli(SCRIPT, async () => {
   if (costs.some((c) => !Number.isInteger(c) || c < 4 || c > 15)) throw new UsageError(`--costs must be bcrypt costs between 4 and 15, got "${values.costs}"`);
   const started = performance.now();
   const result = await runProxyBench({
-    durationSeconds: positive("duration", values.duration, 4),
+    durationSeconds: positive("duration", values.duration, 8),
     concurrency: Math.round(positive("concurrency", values.concurrency, 8)),
     uploadBytes: Math.round(positive("upload-mib", values["upload-mib"], 2048) * 1024 * 1024),
     costs,

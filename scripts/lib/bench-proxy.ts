@@ -157,7 +157,7 @@ const median = (values: number[]) => {
  * ignore a round that a burst of outside load hit.
  */
 async function compareOpenAndAuthed(url: string, authorization: string, concurrency: number, totalMs: number) {
-  const rounds = 6;
+  const rounds = 10;
   const sliceMs = totalMs / (2 * rounds);
   const open: number[] = [];
   const authed: number[] = [];
@@ -329,7 +329,7 @@ export function formatProxyBench(result: BenchResult): string {
   const out: string[] = [];
   out.push(`Proxy benchmark: caddy ${machine.caddy.split(" ")[0]}, ${machine.nginx.replace(/^nginx version: /, "")}, node ${machine.node}, ${machine.cpus} CPUs, load average at start ${machine.loadAverage.join(" ")}`);
   out.push("");
-  out.push(`Small requests: ${options.concurrency} keep-alive connections, unauthenticated GET /health and authenticated GET /api/... alternating in 6 rounds (${options.durationSeconds} s in all per target); medians`);
+  out.push(`Small requests: ${options.concurrency} keep-alive connections, unauthenticated GET /health and authenticated GET /api/... alternating in 10 rounds (${options.durationSeconds} s in all per target); medians`);
   out.push(
     table(
       ["target", "unauth req/s", "auth req/s", "auth/unauth", "errors"],
