@@ -1,9 +1,13 @@
 // npm run migrate -- --from ./mlflow.db [--artifacts ./mlartifacts] [--to postgresql://user@host:5432/db]
 // Moves an existing MLflow (SQLite database + local artifacts) into the stack; see scripts/lib/migrate/.
+// Without --to it migrates into the local stack (lib/migrate/local-stack.ts), stopping and restarting its MLflow.
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline/promises";
 import { parseCli, runCli, UsageError, UserError } from "./lib/cli.ts";
 import { prepareArtifacts, type ArtifactOptions } from "./lib/migrate/artifacts.ts";
+import { docker } from "./lib/migrate/docker.ts";
+import { openLocalStack, stopMlflow, type LocalStack } from "./lib/migrate/local-stack.ts";
+import { upgradeSourceCopy } from "./lib/migrate/upgrade.ts";
 import { migrate, type MigrateEvent, type Plan } from "./lib/migrate/migrate.ts";
 import { formatSummary, progressPrinter } from "./lib/migrate/report.ts";
 
@@ -13,7 +17,10 @@ Copies an MLflow SQLite database (and its local artifacts) into the stack's Post
 transaction. The target must hold MLflow's schema (start the stack once) and no data (or pass --replace).
 
   --from FILE            the SQLite database MLflow used (sqlite:///FILE); opened read-only, never changed
-  --to URL               postgresql://user[:password]@host:port/db (password also from PGPASSWORD or --password-file)
+  --to URL               postgresql://user[:password]@host:port/db (password also from PGPASSWORD or --password-file);
+                         without --to: the local stack of this directory (see below)
+  --upgrade-source       if the source comes from an OLDER MLflow: upgrade a temp copy with the stack's image
+                         (docker compose run mlflow mlflow db upgrade) and migrate that; the original stays as it is
   --password-file FILE   file holding the database password
   --artifacts DIR        local artifact folder (mlartifacts/ or mlruns/); default: found from the database's file:// locations
   --artifact-root PATH   the path the database recorded for that folder (default: inferred from the experiments)
@@ -28,8 +35,9 @@ transaction. The target must hold MLflow's schema (start the stack once) and no 
   --json                 print the result as JSON on stdout (progress stays on stderr)
   -h, --help             this text
 
-Without --to, the local stack is not reachable from the host (compose publishes only the proxy): publish PostgreSQL
-and MinIO on loopback for the migration (see README, "Migrating an existing MLflow") and pass --to/--s3-endpoint.`;
+Without --to: the local stack (run from its directory, started with docker compose up -d --wait). Credentials come from
+.env and secrets/; PostgreSQL and MinIO are reached through a temporary forwarder container on loopback ports, and the
+MLflow server is stopped for the migration (asked first, unless --yes) and started again afterwards, also on failure.`;
 
 function readSecretFile(path: string, what: string): string {
   try {
@@ -48,70 +56,110 @@ function envFileValue(name: string): string | undefined {
   }
 }
 
+const OPTIONS = {
+  from: { type: "string" },
+  to: { type: "string" },
+  "password-file": { type: "string" },
+  artifacts: { type: "string" },
+  "artifact-root": { type: "string" },
+  "no-artifacts": { type: "boolean" },
+  "s3-endpoint": { type: "string" },
+  bucket: { type: "string" },
+  "s3-secret-file": { type: "string" },
+  replace: { type: "boolean" },
+  "dry-run": { type: "boolean" },
+  "upgrade-source": { type: "boolean" },
+  yes: { type: "boolean" },
+  json: { type: "boolean" },
+} as const;
+
 async function main(): Promise<number> {
-  const { values } = parseCli("migrate", process.argv.slice(2), {
-    from: { type: "string" },
-    to: { type: "string" },
-    "password-file": { type: "string" },
-    artifacts: { type: "string" },
-    "artifact-root": { type: "string" },
-    "no-artifacts": { type: "boolean" },
-    "s3-endpoint": { type: "string" },
-    bucket: { type: "string" },
-    "s3-secret-file": { type: "string" },
-    replace: { type: "boolean" },
-    "dry-run": { type: "boolean" },
-    yes: { type: "boolean" },
-    json: { type: "boolean" },
-  });
+  const { values } = parseCli("migrate", process.argv.slice(2), OPTIONS);
   if (values.help) {
     process.stdout.write(HELP + "\n");
     return 0;
   }
   if (!values.from) throw new UsageError("--from FILE is required (the SQLite database MLflow used); see --help");
-  const to = values.to ?? process.env.MLFLOW_MIGRATE_TO;
-  if (!to) {
-    throw new UsageError(
-      "--to postgresql://USER@127.0.0.1:PORT/DB is required: the stack's PostgreSQL is not published on the host — see README \"Migrating an existing MLflow\"",
-    );
-  }
-  const password = values["password-file"] ? readSecretFile(values["password-file"], "password") : undefined;
   const json = !!values.json;
   const interactive = process.stdin.isTTY && process.stderr.isTTY;
   if (!values.yes && !values["dry-run"] && !interactive) throw new UsageError("not on a terminal: pass --yes to migrate without confirmation");
+  const progress = progressPrinter(process.stderr);
+  const phase = (message: string) => progress({ type: "phase", message });
+  const ask = async (question: string) => {
+    const rl = createInterface({ input: process.stdin, output: process.stderr });
+    const answer = await rl.question(question);
+    rl.close();
+    return /^y(es)?$/i.test(answer.trim());
+  };
+  const d = docker(process.cwd());
+  const cleanups: (() => Promise<void>)[] = [];
+  try {
+    let to = values.to ?? process.env.MLFLOW_MIGRATE_TO;
+    let password = values["password-file"] ? readSecretFile(values["password-file"], "password") : undefined;
+    let stack: LocalStack | undefined;
+    if (!to) {
+      stack = await openLocalStack(process.cwd(), d, phase);
+      cleanups.unshift(stack.close);
+      to = stack.to;
+      password = stack.password;
+      if (!values["dry-run"]) {
+        const restart = await stopMlflow(d, values.yes ? undefined : () => ask("The MLflow server is running: stop it for the migration and start it again afterwards? [y/N] "), phase);
+        if (restart) cleanups.unshift(restart);
+      }
+    }
+    return await run(values, to, password, stack, json, progress, ask, d);
+  } finally {
+    // Restart MLflow first, then stop the forwarder; a failure here is reported after the others ran.
+    let failed: unknown;
+    for (const c of cleanups) await c().catch((e) => (failed ??= e));
+    if (failed) throw failed;
+  }
+}
+
+type Values = ReturnType<typeof parseCli<typeof OPTIONS>>["values"];
+
+async function run(
+  values: Values,
+  to: string,
+  password: string | undefined,
+  stack: LocalStack | undefined,
+  json: boolean,
+  progress: ReturnType<typeof progressPrinter>,
+  ask: (q: string) => Promise<boolean>,
+  d: ReturnType<typeof docker>,
+): Promise<number> {
 
   let artifacts: ArtifactOptions | undefined;
   if (!values["no-artifacts"]) {
     artifacts = {
       dir: values.artifacts,
       root: values["artifact-root"],
-      endpoint: values["s3-endpoint"] ?? process.env.MLFLOW_S3_ENDPOINT_URL,
-      bucket: values.bucket ?? process.env.MLFLOW_BUCKET ?? envFileValue("MLFLOW_BUCKET"),
-      accessKeyId: process.env.AWS_ACCESS_KEY_ID,
-      secretAccessKey: values["s3-secret-file"] ? readSecretFile(values["s3-secret-file"], "S3 secret") : process.env.AWS_SECRET_ACCESS_KEY,
+      endpoint: values["s3-endpoint"] ?? stack?.s3.endpoint ?? process.env.MLFLOW_S3_ENDPOINT_URL,
+      bucket: values.bucket ?? stack?.s3.bucket ?? process.env.MLFLOW_BUCKET ?? envFileValue("MLFLOW_BUCKET"),
+      accessKeyId: stack && !values["s3-endpoint"] ? stack.s3.accessKeyId : process.env.AWS_ACCESS_KEY_ID,
+      secretAccessKey: values["s3-secret-file"]
+        ? readSecretFile(values["s3-secret-file"], "S3 secret")
+        : stack && !values["s3-endpoint"]
+          ? stack.s3.secretAccessKey
+          : process.env.AWS_SECRET_ACCESS_KEY,
       region: process.env.AWS_DEFAULT_REGION ?? process.env.AWS_REGION ?? "us-east-1",
     };
   }
 
-  const progress = progressPrinter(process.stderr);
   const onEvent = (e: MigrateEvent) => progress(e);
-  const prepared = await prepareArtifacts(values.from, artifacts, (m) => progress({ type: "phase", message: m }));
+  const prepared = await prepareArtifacts(values.from!, artifacts, (m) => progress({ type: "phase", message: m }));
   const confirm = async (plan: Plan) => {
     if (values.yes) return true;
-    const rl = createInterface({ input: process.stdin, output: process.stderr });
     const extra = prepared ? `, upload ${prepared.plan.files} artifact files (${prepared.plan.bytes} bytes) to s3://${prepared.plan.bucket}` : "";
-    const answer = await rl.question(
-      `Copy ${plan.totalRows} rows from ${plan.source} into ${plan.target}${plan.replace ? " (REPLACING its data)" : ""}${extra}? [y/N] `,
-    );
-    rl.close();
-    return /^y(es)?$/i.test(answer.trim());
+    return ask(`Copy ${plan.totalRows} rows from ${plan.source} into ${plan.target}${plan.replace ? " (REPLACING its data)" : ""}${extra}? [y/N] `);
   };
   let result;
   try {
     result = await migrate({
-    from: values.from,
+    from: values.from!,
     to,
     password,
+    upgradeSource: values["upgrade-source"] ? (revisions) => upgradeSourceCopy(values.from!, revisions, d, (m) => progress({ type: "phase", message: m })) : undefined,
     replace: values.replace,
     dryRun: values["dry-run"],
     artifactRoot: prepared?.plan.root,

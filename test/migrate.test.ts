@@ -149,7 +149,26 @@ describe.skipIf(!initdbPath)("migrate (core)", () => {
     expect(await defs("full")).toEqual(want);
   });
 
-  it("the checksum notices a one-ulp change of a single float", async () => {
+  it("the row hash is PostgreSQL's hashtextextended, byte for byte (ASCII, multi-byte UTF-8, every tail length)", async () => {
+    const { hashBytes } = await import("../scripts/lib/migrate/rowhash.ts");
+    const { chooseRowHash } = await import("../scripts/lib/migrate/verify.ts");
+    const samples = ["", "x".repeat(1000), "ü€😀".repeat(100)];
+    for (let n = 1; n <= 30; n++) samples.push("abcdé€😀0123456789\t\\".repeat(2).slice(0, n));
+    const r = await server.query<{ h: string }>(`select hashtextextended(s, 0)::text as h from unnest($1::text[]) with ordinality as t(s, i) order by i`, [samples], "full");
+    const out = new Int32Array(2);
+    const ours = samples.map((s) => {
+      const b = Buffer.from(s, "utf8");
+      hashBytes(b, b.length, out);
+      return (BigInt(out[0]) * 2n ** 32n + BigInt(out[1] >>> 0)).toString();
+    });
+    expect(ours).toEqual(r.rows.map((x) => x.h));
+    const client = new pg.Client({ connectionString: server.url("full") });
+    await client.connect();
+    expect(await chooseRowHash(client)).toBe("lookup3");
+    await client.end();
+  });
+
+  it("the checksum notices a one-ulp change of a single float (both row hashes)", async () => {
     const { readCatalog } = await import("../scripts/lib/migrate/target.ts");
     const { targetChecksum } = await import("../scripts/lib/migrate/verify.ts");
     const client = new pg.Client({ connectionString: server.url("full") });
@@ -157,14 +176,16 @@ describe.skipIf(!initdbPath)("migrate (core)", () => {
     try {
       const catalog = await readCatalog(client);
       const metrics = catalog.tables.get("metrics")!;
-      const before = await targetChecksum(client, metrics, metrics.columns);
-      await client.query("begin");
-      const r = await client.query(`update metrics set value = value * (1 + 2.3e-16) where ctid = (select ctid from metrics where value > 1 and value < 1e300 limit 1)`);
-      expect(r.rowCount).toBe(1);
-      const after = await targetChecksum(client, metrics, metrics.columns);
-      await client.query("rollback");
-      expect(after.rows).toBe(before.rows);
-      expect(after.sum).not.toBe(before.sum);
+      for (const rowHash of ["lookup3", "md5"] as const) {
+        const before = await targetChecksum(client, metrics, metrics.columns, rowHash);
+        await client.query("begin");
+        const r = await client.query(`update metrics set value = value * (1 + 2.3e-16) where ctid = (select ctid from metrics where value > 1 and value < 1e300 limit 1)`);
+        expect(r.rowCount).toBe(1);
+        const after = await targetChecksum(client, metrics, metrics.columns, rowHash);
+        await client.query("rollback");
+        expect(after.rows).toBe(before.rows);
+        expect(after.sum, rowHash).not.toBe(before.sum);
+      }
     } finally {
       await client.end();
     }

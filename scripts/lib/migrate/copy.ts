@@ -6,12 +6,16 @@ import { once } from "node:events";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { canonicalField, converterFor, type SqliteValue } from "./convert.ts";
+import { HashSum } from "./rowhash.ts";
 import { quoteSqlite, sqliteFailure } from "./source.ts";
 import type { TargetTable } from "./target.ts";
 
+/** How a canonical row is hashed: PostgreSQL's hashtextextended(row, 0) (see rowhash.ts) or the first 8 bytes of md5. */
+export type RowHash = "lookup3" | "md5";
+
 export interface Checksum {
   rows: number;
-  /** Sum of the first 8 bytes (signed, big-endian) of md5(canonical row), as decimal text. */
+  /** Sum of the signed 64-bit row hashes, as decimal text. */
   sum: string;
 }
 
@@ -37,13 +41,15 @@ export async function copyTable(opts: {
   sourceColumns: string[];
   total: number;
   freeze: boolean;
+  rowHash: RowHash;
   onProgress?: (p: CopyProgress) => void;
 }): Promise<Checksum> {
   const { client, db, table, total, onProgress } = opts;
   const cols = sharedColumns(table, opts.sourceColumns);
   const convs = cols.map((c) => converterFor(c.kind, () => `${table.name}.${c.name}`));
   const n = cols.length;
-  let sum = 0n;
+  const sum = new HashSum();
+  const md5 = opts.rowHash === "md5";
   let rows = 0;
   if (n === 0 || total === 0) return { rows: 0, sum: "0" };
   const select = `select ${cols.map((c) => quoteSqlite(c.name)).join(", ")} from ${quoteSqlite(table.name)}`;
@@ -73,7 +79,8 @@ export async function copyTable(opts: {
         }
       }
       buf += fields.join("\t") + "\n";
-      sum += createHash("md5").update(canon, "utf8").digest().readBigInt64BE(0);
+      if (md5) sum.addBigInt(createHash("md5").update(canon, "utf8").digest().readBigInt64BE(0));
+      else sum.addText(canon);
       rows++;
       if (buf.length >= CHUNK) {
         if (failed) throw failed;
@@ -92,5 +99,5 @@ export async function copyTable(opts: {
   stream.end();
   await finished;
   onProgress?.({ table: table.name, done: rows, total });
-  return { rows, sum: sum.toString() };
+  return { rows, sum: sum.value().toString() };
 }

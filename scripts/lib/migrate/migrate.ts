@@ -8,7 +8,7 @@ import { copyTable, sharedColumns, type Checksum } from "./copy.ts";
 import { resetSequences, type SequenceReset } from "./sequences.ts";
 import { openSource, type Source } from "./source.ts";
 import { connectTarget, otherSessions, readCatalog, redactUrl, targetAlembicVersion, targetFailure, userData, type Catalog } from "./target.ts";
-import { compare, targetChecksum, type VerifiedTable } from "./verify.ts";
+import { chooseRowHash, compare, targetChecksum, type VerifiedTable } from "./verify.ts";
 import { rewriteLocations, type LocationRewrite } from "./locations.ts";
 
 export type MigrateEvent =
@@ -27,6 +27,11 @@ export interface MigrateOptions {
   lockTimeoutMs?: number;
   /** Rewrites file:// locations under this root to mlflow-artifacts:/ (see locations.ts). */
   artifactRoot?: string;
+  /**
+   * When the source's schema revision differs from the target's: returns a copy of the source brought to the target's
+   * revision (upgrade.ts), which is migrated instead. Without it a difference is refused.
+   */
+  upgradeSource?: (revisions: { source: string; target: string }) => Promise<{ path: string; cleanup(): void }>;
   /** Called after the pre-flight checks with the plan; false = stop without writing. */
   confirm?: (plan: Plan) => Promise<boolean>;
   /** Runs after the pre-flight checks and before the database transaction (the artifact upload). */
@@ -53,6 +58,8 @@ export interface MigrateResult {
   verified: VerifiedTable[];
   sequences: SequenceReset[];
   locations: LocationRewrite[];
+  /** Wall seconds per phase, in order (per table for the copy: "copy <table>"). */
+  phases: { phase: string; seconds: number }[];
   seconds: number;
   rowsPerSecond: number;
 }
@@ -69,7 +76,7 @@ export async function preflight(source: Source, client: pg.Client, catalog: Cata
   if (version !== source.alembicVersion) {
     throw new UserError(
       `schema revisions differ: source ${source.alembicVersion}, target ${version} — the source must come from the same MLflow version as the stack: ` +
-        `if it is older, upgrade a COPY of it with the stack's MLflow (docker compose run --rm -v "$PWD:/src" mlflow mlflow db upgrade sqlite:////src/COPY.db) and migrate the copy; ` +
+        `if it is older, pass --upgrade-source (a temp copy is upgraded with the stack's MLflow and migrated; the original stays as it is); ` +
         `if it is newer, raise MLFLOW_VERSION of the stack first`,
     );
   }
@@ -115,13 +122,22 @@ export async function preflight(source: Source, client: pg.Client, catalog: Cata
 export async function migrate(opts: MigrateOptions): Promise<MigrateResult> {
   const started = performance.now();
   const emit = opts.onEvent ?? (() => {});
-  const source = openSource(opts.from);
+  let source = openSource(opts.from);
   let client: pg.Client | undefined;
+  let upgraded: { path: string; cleanup(): void } | undefined;
   try {
     client = await connectTarget(opts.to, opts.password);
     const catalog = await readCatalog(client);
+    const targetVersion = await targetAlembicVersion(client, catalog);
+    if (opts.upgradeSource && targetVersion !== undefined && targetVersion !== source.alembicVersion) {
+      upgraded = await opts.upgradeSource({ source: source.alembicVersion, target: targetVersion });
+      source.close();
+      source = openSource(upgraded.path);
+    }
     const plan = await preflight(source, client, catalog, opts);
-    const result: MigrateResult = { plan, dryRun: !!opts.dryRun, committed: false, verified: [], sequences: [], locations: [], seconds: 0, rowsPerSecond: 0 };
+    if (upgraded) plan.source = `${opts.from} (a copy upgraded to schema ${source.alembicVersion})`;
+    const result: MigrateResult = { plan, dryRun: !!opts.dryRun, committed: false, verified: [], sequences: [], locations: [], phases: [], seconds: 0, rowsPerSecond: 0 };
+    result.phases.push({ phase: "open, connect, pre-flight", seconds: (performance.now() - started) / 1000 });
     if (opts.dryRun) return finish(result, started);
     if (opts.confirm && !(await opts.confirm(plan))) throw new UserError("cancelled; nothing was written");
     await opts.beforeCopy?.(plan);
@@ -131,6 +147,7 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateResult> {
     throw client ? targetFailure(opts.to, error) : error;
   } finally {
     source.close();
+    upgraded?.cleanup();
     await client?.end().catch(() => {});
   }
 }
@@ -144,6 +161,17 @@ function finish(result: MigrateResult, started: number): MigrateResult {
 async function copyAll(client: pg.Client, source: Source, catalog: Catalog, plan: Plan, opts: MigrateOptions, result: MigrateResult, emit: (e: MigrateEvent) => void) {
   const loaded = new Set(plan.tables.map((t) => t.table));
   const q = (sql: string) => client.query(sql);
+  const phase = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    try {
+      return await fn();
+    } finally {
+      const seconds = (performance.now() - t0) / 1000;
+      const last = result.phases.at(-1);
+      if (last?.phase === name) last.seconds += seconds;
+      else result.phases.push({ phase: name, seconds });
+    }
+  };
   await q("begin");
   try {
     await q(`set local lock_timeout = ${Math.max(1, Math.round(opts.lockTimeoutMs ?? 10_000))}`);
@@ -151,15 +179,17 @@ async function copyAll(client: pg.Client, source: Source, catalog: Catalog, plan
     await q("set local maintenance_work_mem = '256MB'");
     const list = [...loaded].map((t) => catalog.tables.get(t)!.qualified).join(", ");
     emit({ type: "phase", message: "locking the target tables" });
-    try {
-      await q(`lock table ${list} in access exclusive mode`);
-    } catch (error) {
-      if ((error as { code?: string }).code === "55P03") throw new UserError("the target tables are in use (lock timeout) — stop the MLflow server first (docker compose stop mlflow); nothing was written");
-      throw error;
-    }
-    // Nobody can have written since the pre-flight check now; re-check under the lock.
-    const now = await userData(client, catalog);
-    if (now.length && !opts.replace) throw new UserError(`target is not empty any more (${now[0]}) — nothing was written`);
+    await phase("lock and check", async () => {
+      try {
+        await q(`lock table ${list} in access exclusive mode`);
+      } catch (error) {
+        if ((error as { code?: string }).code === "55P03") throw new UserError("the target tables are in use (lock timeout) — stop the MLflow server first (docker compose stop mlflow); nothing was written");
+        throw error;
+      }
+      // Nobody can have written since the pre-flight check now; re-check under the lock.
+      const now = await userData(client, catalog);
+      if (now.length && !opts.replace) throw new UserError(`target is not empty any more (${now[0]}) — nothing was written`);
+    });
 
     // Bare tables: foreign keys, then primary/unique keys and indexes go; rebuilt once after the load.
     emit({ type: "phase", message: "dropping keys and indexes for the bulk load (rebuilt before commit)" });
@@ -167,55 +197,70 @@ async function copyAll(client: pg.Client, source: Source, catalog: Catalog, plan
     const keys = catalog.keys.filter((k) => loaded.has(k.table));
     const indexes = catalog.indexes.filter((i) => loaded.has(i.table));
     const qt = (t: string) => catalog.tables.get(t)!.qualified;
-    for (const fk of fks) await q(`alter table ${qt(fk.table)} drop constraint "${fk.name.replaceAll('"', '""')}"`);
-    for (const k of keys) await q(`alter table ${qt(k.table)} drop constraint "${k.name.replaceAll('"', '""')}"`);
-    for (const i of indexes) await q(`drop index ${catalog.schema === "public" ? "" : `"${catalog.schema}".`}"${i.name.replaceAll('"', '""')}"`);
-    await q(`truncate ${list}`);
+    await phase("drop keys and truncate", async () => {
+      for (const fk of fks) await q(`alter table ${qt(fk.table)} drop constraint "${fk.name.replaceAll('"', '""')}"`);
+      for (const k of keys) await q(`alter table ${qt(k.table)} drop constraint "${k.name.replaceAll('"', '""')}"`);
+      for (const i of indexes) await q(`drop index ${catalog.schema === "public" ? "" : `"${catalog.schema}".`}"${i.name.replaceAll('"', '""')}"`);
+      await q(`truncate ${list}`);
+    });
 
+    const rowHash = await chooseRowHash(client);
     const checksums = new Map<string, Checksum>();
     for (const { table, rows } of plan.tables) {
       const t0 = performance.now();
       emit({ type: "table-start", table, total: rows });
-      const sum = await copyTable({
-        client,
-        db: source.db,
-        sourcePath: source.path,
-        table: catalog.tables.get(table)!,
-        sourceColumns: source.tables.get(table)!.columns,
-        total: rows,
-        freeze: true,
-        onProgress: (p) => emit({ type: "table-progress", ...p }),
-      });
+      const sum = await phase(rows >= BIG_TABLE ? `copy ${table}` : "copy small tables", () =>
+        copyTable({
+          client,
+          db: source.db,
+          sourcePath: source.path,
+          table: catalog.tables.get(table)!,
+          sourceColumns: source.tables.get(table)!.columns,
+          total: rows,
+          freeze: true,
+          rowHash,
+          onProgress: (p) => emit({ type: "table-progress", ...p }),
+        }),
+      );
       checksums.set(table, sum);
       emit({ type: "table-done", table, rows: sum.rows, seconds: (performance.now() - t0) / 1000 });
     }
 
     emit({ type: "phase", message: `building ${keys.length} keys and ${indexes.length} indexes` });
-    for (const k of keys) await q(k.create);
-    for (const i of indexes) await q(i.create);
+    await phase("build keys and indexes", async () => {
+      for (const k of keys) await q(k.create);
+      for (const i of indexes) await q(i.create);
+    });
     emit({ type: "phase", message: `validating ${fks.length} foreign keys` });
-    for (const fk of fks) await q(fk.create);
+    await phase("validate foreign keys", async () => {
+      for (const fk of fks) await q(fk.create);
+    });
 
-    result.sequences = await resetSequences(client, catalog, loaded);
+    result.sequences = await phase("reset sequences", () => resetSequences(client, catalog, loaded));
 
     emit({ type: "phase", message: "verifying row counts and checksums" });
-    for (const { table } of plan.tables) {
-      const t = catalog.tables.get(table)!;
-      const cols = sharedColumns(t, source.tables.get(table)!.columns);
-      const theirs = checksums.get(table)!;
-      const ours = cols.length ? await targetChecksum(client, t, cols) : { rows: 0, sum: "0" };
-      result.verified.push(compare(table, theirs, ours));
-    }
+    await phase("verify checksums", async () => {
+      for (const { table } of plan.tables) {
+        const t = catalog.tables.get(table)!;
+        const cols = sharedColumns(t, source.tables.get(table)!.columns);
+        const theirs = checksums.get(table)!;
+        const ours = cols.length ? await targetChecksum(client, t, cols, rowHash) : { rows: 0, sum: "0" };
+        result.verified.push(compare(table, theirs, ours));
+      }
+    });
     const bad = result.verified.filter((v) => !v.ok);
     if (bad.length) {
       throw new UserError(`verification failed for ${bad.map((b) => `${b.table} (rows ${b.sourceRows}/${b.targetRows})`).join(", ")} — rolled back, nothing was written`);
     }
-    if (opts.artifactRoot) result.locations = await rewriteLocations(client, catalog, opts.artifactRoot);
+    if (opts.artifactRoot) result.locations = await phase("rewrite artifact locations", () => rewriteLocations(client, catalog, opts.artifactRoot!));
     emit({ type: "phase", message: "committing" });
-    await q("commit");
+    await phase("commit", () => q("commit"));
     result.committed = true;
   } catch (error) {
     await q("rollback").catch(() => {});
     throw error;
   }
 }
+
+/** Tables with at least this many rows get their own line in the phase timings. */
+const BIG_TABLE = 10_000;
