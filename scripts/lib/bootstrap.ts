@@ -8,6 +8,7 @@ import { UsageError, UserError } from "./cli.ts";
 import { missingKeys, parseEnv, setEnvValue } from "./envfile.ts";
 import { caddyHash, nginxHash } from "./password-hashes.ts";
 import { generatePassword, passwordProblems, PASSWORD_RULES } from "./passwords.ts";
+import { stackUrl } from "./stack.ts";
 import {
   createFileExclusive,
   ensurePrivateDir,
@@ -105,11 +106,6 @@ function isDirectory(path: string): boolean {
   } catch {
     return false;
   }
-}
-
-function loginUrl(env: Record<string, string>): string {
-  const domain = env.DOMAIN || "localhost";
-  return domain === "localhost" ? `http://localhost:${env.PROXY_PORT || "8080"}` : `https://${domain}`;
 }
 
 const USERS_FILES: { format: UsersFormat; path: string; hash: (password: string) => string }[] = [
@@ -270,7 +266,7 @@ export function bootstrap(options: BootstrapOptions): BootstrapResult {
   if (files.some((file) => file.path === SECRET_FILES.postgres && file.action === "created")) {
     nextSteps.push("Start the stack: docker compose up -d --wait");
   }
-    return { user, url: loginUrl(parseEnv(envText)), passwordFile, files, warnings, nextSteps, newPassword };
+    return { user, url: stackUrl(parseEnv(envText)), passwordFile, files, warnings, nextSteps, newPassword };
 }
 
 function exists(path: string): boolean {

@@ -1,8 +1,9 @@
 // Where the smoke points and as whom: flags, then MLFLOW_TRACKING_* variables, then the local stack's .env and secrets/.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parse as parseDotenv } from "dotenv";
 import { UsageError, UserError } from "../cli.ts";
+import { parseEnv } from "../envfile.ts";
+import { stackUrl } from "../stack.ts";
 import { parseSize } from "./advice.ts";
 import type { SmokeSettings } from "./checks.ts";
 
@@ -24,13 +25,13 @@ export const DEFAULT_TIMEOUT_MS = 30_000;
 /** Resolves the settings; `root` is the stack's folder (where .env and secrets/ live). Throws UserError/UsageError. */
 export function resolveSettings(flags: SmokeFlags, env: NodeJS.ProcessEnv, root: string): SmokeSettings & { sources: Record<string, string> } {
   const envFile = join(root, ".env");
-  const dotenv = existsSync(envFile) ? parseDotenv(readFileSync(envFile)) : undefined;
+  const dotenv = existsSync(envFile) ? parseEnv(readFileSync(envFile, "utf8")) : undefined;
   const sources: Record<string, string> = {};
 
   let url: string;
   if (flags.url) (url = flags.url), (sources.url = "--url");
   else if (env.MLFLOW_TRACKING_URI) (url = env.MLFLOW_TRACKING_URI), (sources.url = "MLFLOW_TRACKING_URI");
-  else if (dotenv) (url = localUrl(dotenv)), (sources.url = ".env");
+  else if (dotenv) (url = stackUrl(dotenv)), (sources.url = ".env");
   else throw new UserError(`no .env in ${root} and no --url: run npm run bootstrap for the local stack, or pass --url (or MLFLOW_TRACKING_URI)`);
   url = checkUrl(url, sources.url);
 
@@ -71,13 +72,6 @@ export function resolveSettings(flags: SmokeFlags, env: NodeJS.ProcessEnv, root:
     s3: s3Target(flags, env, dotenv, root),
     sources,
   };
-}
-
-/** The local stack's address: https://DOMAIN on a server, http://localhost:PROXY_PORT locally. */
-export function localUrl(dotenv: Record<string, string>): string {
-  const domain = (dotenv.DOMAIN ?? "localhost").trim() || "localhost";
-  if (domain === "localhost" || domain === "127.0.0.1") return `http://localhost:${(dotenv.PROXY_PORT ?? "8080").trim() || "8080"}`;
-  return `https://${domain}`;
 }
 
 function checkUrl(url: string, source: string): string {
