@@ -31,6 +31,7 @@ transaction. The target must hold MLflow's schema (start the stack once) and no 
   --s3-secret-file FILE  file holding the S3 secret key
   --replace              overwrite a target that already holds data (all of it is deleted in the same transaction)
   --dry-run              check everything and print what would be copied; write nothing
+  --workers N            threads reading and encoding big tables (default 0: this one; try 2-4 on idle cores)
   --yes                  do not ask for confirmation
   --json                 print the result as JSON on stdout (progress stays on stderr)
   -h, --help             this text
@@ -45,6 +46,12 @@ function readSecretFile(path: string, what: string): string {
   } catch (error) {
     throw new UserError(`cannot read ${what} file ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`);
   }
+}
+
+function workerCount(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 64) throw new UsageError(`--workers must be a whole number from 0 to 64, got ${JSON.stringify(text)}`);
+  return n;
 }
 
 function envFileValue(name: string): string | undefined {
@@ -69,6 +76,7 @@ const OPTIONS = {
   replace: { type: "boolean" },
   "dry-run": { type: "boolean" },
   "upgrade-source": { type: "boolean" },
+  workers: { type: "string" },
   yes: { type: "boolean" },
   json: { type: "boolean" },
 } as const;
@@ -159,6 +167,7 @@ async function run(
     from: values.from!,
     to,
     password,
+    workers: values.workers === undefined ? undefined : workerCount(values.workers),
     upgradeSource: values["upgrade-source"] ? (revisions) => upgradeSourceCopy(values.from!, revisions, d, (m) => progress({ type: "phase", message: m })) : undefined,
     replace: values.replace,
     dryRun: values["dry-run"],

@@ -5,10 +5,16 @@ import { createHash } from "node:crypto";
 import { once } from "node:events";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
-import { canonicalField, converterFor, type SqliteValue } from "./convert.ts";
+import { createRequire } from "node:module";
+import { availableParallelism } from "node:os";
+import { dirname, join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
+import { UserError } from "../cli.ts";
+import { canonicalField, converterFor, type Converter, type Kind, type SqliteValue } from "./convert.ts";
 import { HashSum } from "./rowhash.ts";
 import { quoteSqlite, sqliteFailure } from "./source.ts";
-import type { TargetTable } from "./target.ts";
+import type { TargetColumn, TargetTable } from "./target.ts";
 
 /** How a canonical row is hashed: PostgreSQL's hashtextextended(row, 0) (see rowhash.ts) or the first 8 bytes of md5. */
 export type RowHash = "lookup3" | "md5";
@@ -33,6 +39,58 @@ export function sharedColumns(table: TargetTable, sourceColumns: string[]) {
   return table.columns.filter((c) => !c.generated && have.has(c.name));
 }
 
+/**
+ * " order by <primary key>" when SQLite can read the table in that order for free (an index holding every column we
+ * read, or the rowid), else "". PostgreSQL then builds the primary key from (nearly) presorted rows, which its sort
+ * notices (measured: 7.6 s instead of 10.0 s for MLflow's 6-column metrics key over 5M rows).
+ */
+export function keyOrder(db: Database.Database, table: string, columns: string[]): string {
+  const pk = (db.prepare(`select name, pk from pragma_table_info(?) where pk > 0 order by pk`).all(table) as { name: string }[]).map((r) => r.name);
+  if (pk.length === 0) return "";
+  const order = ` order by ${pk.map(quoteSqlite).join(", ")}`;
+  const plan = (db.prepare(`explain query plan select ${columns.map(quoteSqlite).join(", ")} from ${quoteSqlite(table)}${order}`).all() as { detail: string }[]).map((r) => r.detail);
+  const free = plan.length === 1 && !/TEMP B-TREE/.test(plan[0]) && (/COVERING INDEX|INTEGER PRIMARY KEY/.test(plan[0]) || /^SCAN \S+$/.test(plan[0]));
+  return free ? order : "";
+}
+
+/** Turns source rows into COPY text lines and adds each row's hash to the checksum (the same code in every thread). */
+export class RowEncoder {
+  private readonly convs: Converter[];
+  private readonly fields: string[];
+  private readonly md5: boolean;
+  readonly sum = new HashSum();
+  rows = 0;
+
+  constructor(table: string, columns: { name: string; kind: Kind }[], rowHash: RowHash) {
+    this.convs = columns.map((c) => converterFor(c.kind, () => `${table}.${c.name}`));
+    this.fields = new Array(columns.length);
+    this.md5 = rowHash === "md5";
+  }
+
+  /** The row's COPY line (with its newline). */
+  line(row: SqliteValue[]): string {
+    const { convs, fields } = this;
+    let canon = "";
+    for (let i = 0; i < convs.length; i++) {
+      const v = row[i];
+      if (v === null) {
+        fields[i] = "\\N";
+        canon += "-";
+      } else {
+        fields[i] = convs[i].copy(v);
+        canon += canonicalField(convs[i].canonical(v));
+      }
+    }
+    if (this.md5) this.sum.addBigInt(createHash("md5").update(canon, "utf8").digest().readBigInt64BE(0));
+    else this.sum.addText(canon);
+    this.rows++;
+    return fields.join("\t") + "\n";
+  }
+}
+
+/** Tables with at least this many rows are read and encoded by worker threads (copy-worker.ts), in rowid ranges. */
+export const PARALLEL_ROWS = 100_000;
+
 export async function copyTable(opts: {
   client: pg.Client;
   db: Database.Database;
@@ -42,18 +100,17 @@ export async function copyTable(opts: {
   total: number;
   freeze: boolean;
   rowHash: RowHash;
+  /**
+   * Worker threads for a big table; 0 (the default) = read in this thread, in primary-key order. Measured on a busy
+   * 2-core machine the workers did not pay off (the copy was not faster; rowid order makes the key build slower; each
+   * worker adds ~90 MB RSS), so they are opt-in (--workers) for machines with idle cores.
+   */
+  workers?: number;
   onProgress?: (p: CopyProgress) => void;
 }): Promise<Checksum> {
   const { client, db, table, total, onProgress } = opts;
   const cols = sharedColumns(table, opts.sourceColumns);
-  const convs = cols.map((c) => converterFor(c.kind, () => `${table.name}.${c.name}`));
-  const n = cols.length;
-  const sum = new HashSum();
-  const md5 = opts.rowHash === "md5";
-  let rows = 0;
-  if (n === 0 || total === 0) return { rows: 0, sum: "0" };
-  const select = `select ${cols.map((c) => quoteSqlite(c.name)).join(", ")} from ${quoteSqlite(table.name)}`;
-  const stmt = db.prepare(select).raw(true);
+  if (cols.length === 0 || total === 0) return { rows: 0, sum: "0" };
   const copySql = `copy ${table.qualified} (${cols.map((c) => c.quoted).join(", ")}) from stdin${opts.freeze ? " with (freeze)" : ""}`;
   const stream = client.query(copyFrom(copySql));
   const finished = new Promise<void>((resolve, reject) => {
@@ -63,41 +120,159 @@ export async function copyTable(opts: {
   finished.catch(() => {}); // observed below
   let failed: unknown;
   stream.on("error", (e) => (failed ??= e));
-  let buf = "";
-  const fields: string[] = new Array(n);
+  const write = async (chunk: string | Buffer) => {
+    if (failed) throw failed;
+    if (!stream.write(chunk)) await Promise.race([once(stream, "drain"), finished]);
+  };
+  const workers = Math.min(opts.workers ?? 0, availableParallelism() * 2);
+  const ranges = total >= PARALLEL_ROWS && workers > 1 ? rowidRanges(db, table.name, workers) : undefined;
+  let result: Checksum;
   try {
-    for (const row of stmt.iterate() as IterableIterator<SqliteValue[]>) {
-      let canon = "";
-      for (let i = 0; i < n; i++) {
-        const v = row[i];
-        if (v === null) {
-          fields[i] = "\\N";
-          canon += "-";
-        } else {
-          fields[i] = convs[i].copy(v);
-          canon += canonicalField(convs[i].canonical(v));
-        }
-      }
-      buf += fields.join("\t") + "\n";
-      if (md5) sum.addBigInt(createHash("md5").update(canon, "utf8").digest().readBigInt64BE(0));
-      else sum.addText(canon);
-      rows++;
-      if (buf.length >= CHUNK) {
-        if (failed) throw failed;
-        const ok = stream.write(buf);
-        buf = "";
-        if (!ok) await Promise.race([once(stream, "drain"), finished]);
-        if ((rows & 0x3fff) === 0) onProgress?.({ table: table.name, done: rows, total });
-      }
-    }
+    result = ranges
+      ? await copyParallel({ path: opts.sourcePath, table: table.name, columns: cols, rowHash: opts.rowHash, ranges, total, write, onProgress })
+      : await copySerial(db, table.name, cols, opts.rowHash, total, write, onProgress);
   } catch (error) {
     stream.destroy();
     await finished.catch(() => {});
     throw sqliteFailure(opts.sourcePath, error) ?? error;
   }
-  if (buf) stream.write(buf);
   stream.end();
   await finished;
-  onProgress?.({ table: table.name, done: rows, total });
-  return { rows, sum: sum.value().toString() };
+  onProgress?.({ table: table.name, done: result.rows, total });
+  return result;
+}
+
+async function copySerial(
+  db: Database.Database,
+  table: string,
+  cols: TargetColumn[],
+  rowHash: RowHash,
+  total: number,
+  write: (chunk: string) => Promise<void>,
+  onProgress?: (p: CopyProgress) => void,
+): Promise<Checksum> {
+  const names = cols.map((c) => c.name);
+  const stmt = db.prepare(`select ${names.map(quoteSqlite).join(", ")} from ${quoteSqlite(table)}${keyOrder(db, table, names)}`).raw(true);
+  const enc = new RowEncoder(table, cols, rowHash);
+  let buf = "";
+  for (const row of stmt.iterate() as IterableIterator<SqliteValue[]>) {
+    buf += enc.line(row);
+    if (buf.length >= CHUNK) {
+      await write(buf);
+      buf = "";
+      if ((enc.rows & 0x3fff) === 0) onProgress?.({ table, done: enc.rows, total });
+    }
+  }
+  if (buf) await write(buf);
+  return { rows: enc.rows, sum: enc.sum.value().toString() };
+}
+
+/**
+ * Rowid ranges [from, to) splitting the table in `n`, or undefined when the table must be read in one thread: no
+ * rowid (WITHOUT ROWID), or a database in WAL mode — there other connections (the workers') could see a later
+ * snapshot than ours; in rollback-journal mode the read transaction we hold keeps every writer out.
+ */
+export function rowidRanges(db: Database.Database, table: string, n: number): [string, string][] | undefined {
+  if (String(db.pragma("journal_mode", { simple: true })).toLowerCase() === "wal") return undefined;
+  let lo: bigint | null;
+  let hi: bigint | null;
+  try {
+    ({ lo, hi } = db.prepare(`select min(rowid) as lo, max(rowid) as hi from ${quoteSqlite(table)}`).safeIntegers(true).get() as { lo: bigint | null; hi: bigint | null });
+  } catch {
+    return undefined;
+  }
+  if (lo === null || hi === null) return undefined;
+  const span = hi - lo + 1n;
+  const out: [string, string][] = [];
+  for (let i = 0n; i < BigInt(n); i++) out.push([(lo + (span * i) / BigInt(n)).toString(), (lo + (span * (i + 1n)) / BigInt(n)).toString()]);
+  return out;
+}
+
+async function copyParallel(o: {
+  path: string;
+  table: string;
+  columns: TargetColumn[];
+  rowHash: RowHash;
+  ranges: [string, string][];
+  total: number;
+  write: (chunk: Buffer) => Promise<void>;
+  onProgress?: (p: CopyProgress) => void;
+}): Promise<Checksum> {
+  let rows = 0;
+  let sum = 0n;
+  let done = 0;
+  let queue = Promise.resolve();
+  let finishedWorkers = 0;
+  const started: Worker[] = [];
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const fail = (error: unknown) => {
+        if (!settled) (settled = true), reject(error);
+      };
+      for (const range of o.ranges) {
+        // Credits: how many chunks the worker may send ahead of what we wrote (bounded memory).
+        const credits = new Int32Array(new SharedArrayBuffer(4));
+        Atomics.store(credits, 0, 4);
+        const data: WorkerInput = { path: o.path, table: o.table, columns: o.columns.map((c) => ({ name: c.name, kind: c.kind })), rowHash: o.rowHash, range, credits };
+        const w = startWorker(data);
+        started.push(w);
+        w.on("message", (m: WorkerMessage) => {
+          if (m.type === "chunk") {
+            queue = queue.then(async () => {
+              if (settled) return;
+              await o.write(Buffer.from(m.bytes));
+              done += m.rows;
+              o.onProgress?.({ table: o.table, done, total: o.total });
+              Atomics.add(credits, 0, 1);
+              Atomics.notify(credits, 0);
+            });
+            queue.catch(fail);
+          } else if (m.type === "done") {
+            queue = queue.then(() => {
+              rows += m.rows;
+              sum += BigInt(m.sum);
+              if (++finishedWorkers === o.ranges.length && !settled) (settled = true), resolve();
+            });
+          } else {
+            fail(m.user ? new UserError(m.message) : Object.assign(new Error(m.message), { code: m.code }));
+          }
+        });
+        w.on("error", fail);
+        w.on("exit", (code) => code !== 0 && fail(new Error(`copy worker for ${o.table} exited with ${code}`)));
+      }
+    });
+    await queue;
+  } finally {
+    await Promise.all(started.map((w) => w.terminate()));
+  }
+  return { rows, sum: sum.toString() };
+}
+
+/** What a copy worker is given (see copy-worker.ts). */
+export interface WorkerInput {
+  path: string;
+  table: string;
+  columns: { name: string; kind: Kind }[];
+  rowHash: RowHash;
+  range: [string, string];
+  credits: Int32Array;
+}
+
+export type WorkerMessage =
+  | { type: "chunk"; bytes: ArrayBuffer; rows: number }
+  | { type: "done"; rows: number; sum: string }
+  | { type: "error"; message: string; code?: string; user: boolean };
+
+const require = createRequire(import.meta.url);
+
+/**
+ * Starts copy-worker.ts in a worker thread. The worker is TypeScript: it registers tsx's loader first, so the same
+ * code runs under `npm run` (tsx) and under vitest.
+ */
+function startWorker(data: WorkerInput): Worker {
+  const tsx = join(dirname(require.resolve("tsx/package.json")), "dist", "esm", "api", "index.mjs");
+  const worker = new URL("./copy-worker.ts", import.meta.url).href;
+  const boot = `import(${JSON.stringify(pathToFileURL(tsx).href)}).then((m) => { m.register(); return import(${JSON.stringify(worker)}); })`;
+  return new Worker(boot, { eval: true, workerData: data });
 }

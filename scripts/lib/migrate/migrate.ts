@@ -23,6 +23,8 @@ export interface MigrateOptions {
   password?: string;
   replace?: boolean;
   dryRun?: boolean;
+  /** Worker threads reading and encoding a big table (copy.ts); default 0 = all in this thread. */
+  workers?: number;
   /** How long to wait for table locks held by someone else before giving up. */
   lockTimeoutMs?: number;
   /** Rewrites file:// locations under this root to mlflow-artifacts:/ (see locations.ts). */
@@ -219,9 +221,12 @@ async function copyAll(client: pg.Client, source: Source, catalog: Catalog, plan
           total: rows,
           freeze: true,
           rowHash,
+          workers: opts.workers,
           onProgress: (p) => emit({ type: "table-progress", ...p }),
         }),
       );
+      // The checksums compare what was read with what was stored; this compares what was read with the snapshot's count.
+      if (sum.rows !== rows) throw new UserError(`read ${sum.rows} rows of ${table} but the source holds ${rows} — did something write to it meanwhile? Stop it and re-run; nothing was written`);
       checksums.set(table, sum);
       emit({ type: "table-done", table, rows: sum.rows, seconds: (performance.now() - t0) / 1000 });
     }
