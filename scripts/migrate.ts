@@ -101,6 +101,23 @@ async function main(): Promise<number> {
   };
   const d = docker(process.cwd());
   const cleanups: (() => Promise<void>)[] = [];
+  let cleaning: Promise<unknown> | undefined;
+  // Restart MLflow first, then stop the forwarder; every step runs even if one fails (the first failure is reported).
+  const cleanUp = () =>
+    (cleaning ??= (async () => {
+      let failed: unknown;
+      for (const c of cleanups) await c().catch((e) => (failed ??= e));
+      if (failed) throw failed;
+    })());
+  // Ctrl-C or a kill: PostgreSQL rolls the open transaction back when we disconnect; MLflow must not stay stopped.
+  const onSignal = (signal: NodeJS.Signals) => {
+    phase(`${signal}: stopping; the database transaction is rolled back, nothing is written`);
+    void cleanUp()
+      .catch((e) => process.stderr.write(`migrate: ${e instanceof Error ? e.message : e}\n`))
+      .finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   try {
     let to = values.to ?? process.env.MLFLOW_MIGRATE_TO;
     let password = values["password-file"] ? readSecretFile(values["password-file"], "password") : undefined;
@@ -117,10 +134,9 @@ async function main(): Promise<number> {
     }
     return await run(values, to, password, stack, json, progress, ask, d);
   } finally {
-    // Restart MLflow first, then stop the forwarder; a failure here is reported after the others ran.
-    let failed: unknown;
-    for (const c of cleanups) await c().catch((e) => (failed ??= e));
-    if (failed) throw failed;
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await cleanUp();
   }
 }
 

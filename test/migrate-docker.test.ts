@@ -112,6 +112,32 @@ describe.skipIf(!initdbPath)("migrate with Docker (fake docker, real PostgreSQL 
     expect(fake.state().containers).toEqual([]);
   });
 
+  it("Ctrl-C (SIGINT) in the middle of the copy: nothing written, MLflow started again, forwarder stopped", async () => {
+    const { inflate } = await import("../scripts/lib/migrate/inflate.ts");
+    const big = join(tmp.dir, "interrupted.db");
+    inflate(FIXTURE_DB, big, 400_000);
+    await createMlflowDatabase(server, "interrupted");
+    const dir = stackDir("interrupted", "interrupted");
+    const fake = installFakeDocker(join(dir, "bin"), { services: running("db", "minio", "mlflow"), pgPort: server.port, s3Port: 1 });
+    const child = spawn(process.execPath, ["--import", TSX, SCRIPT, "--from", big, "--no-artifacts", "--yes"], { cwd: dir, env: { ...process.env, PATH: fake.path } });
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    // Interrupt once the rows flow (the bulk load has started inside the transaction).
+    await new Promise<void>((resolve, reject) => {
+      const poll = setInterval(() => {
+        if (/dropping keys and indexes/.test(stderr)) clearInterval(poll), child.kill("SIGINT"), resolve();
+        if (child.exitCode !== null) clearInterval(poll), reject(new Error(`exited early: ${stderr}`));
+      }, 20);
+    });
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    expect(code, stderr).toBe(130);
+    expect(stderr).toMatch(/SIGINT: stopping/);
+    expect(fake.state().services!.find((s) => s.Service === "mlflow")!.State).toBe("running");
+    expect(fake.state().containers).toEqual([]);
+    const n = await server.query<{ n: number }>(`select count(*)::int as n from metrics`, [], "interrupted");
+    expect(n.rows[0].n).toBe(0);
+  });
+
   it("leaves a stopped MLflow stopped; a stack that is down, or no .env, is one line", async () => {
     await createMlflowDatabase(server, "quiet");
     const dir = stackDir("quiet", "quiet");
