@@ -6,7 +6,7 @@ import { join } from "node:path";
 import pg from "pg";
 import { POSTGRES_BIN_DIR, requireBinary } from "./binaries.ts";
 import { freePort } from "./ports.ts";
-import { startProcess, waitForPort, type RunningProcess } from "./processes.ts";
+import { startProcess, waitUntilListening, type RunningProcess } from "./processes.ts";
 import { makeTempDir } from "./tmp.ts";
 
 /** Path of initdb, or undefined (tests skip) — in CI a missing PostgreSQL fails. */
@@ -49,13 +49,7 @@ export async function startPostgres(): Promise<TestPostgres> {
   const proc = asPostgres.length
     ? startProcess("runuser", ["-u", "postgres", "--", join(bin, "postgres"), ...args])
     : startProcess(join(bin, "postgres"), args);
-  try {
-    await waitForPort(port, { proc, timeoutMs: 30_000 });
-  } catch (error) {
-    await proc.stop();
-    cleanup();
-    throw error;
-  }
+  const stop = await waitUntilListening(proc, port, cleanup, 30_000);
   const url = (db = "postgres") => `postgresql://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/${db}`;
   const query = async <R extends pg.QueryResultRow>(sql: string, params: unknown[] = [], db = "postgres") => {
     // The server accepts TCP a moment before it accepts logins ("the database system is starting up").
@@ -91,10 +85,7 @@ export async function startPostgres(): Promise<TestPostgres> {
       await query(`create database "${name}"`);
     },
     proc,
-    stop: async () => {
-      await proc.stop();
-      cleanup();
-    },
+    stop,
   };
 }
 

@@ -56,3 +56,21 @@ export async function waitForPort(port: number, { host = "127.0.0.1", timeoutMs 
   }
   throw new Error(`nothing listening on ${host}:${port} after ${timeoutMs} ms${proc ? `:\n${proc.output()}` : ""}`);
 }
+
+/**
+ * Waits until `proc` listens on `port`; if it never does, stops it and runs `cleanup` (its temp dir, say) before
+ * rethrowing. Returns the function that does both, for the caller's own `stop`.
+ */
+export async function waitUntilListening(proc: RunningProcess, port: number, cleanup: () => void, timeoutMs?: number): Promise<() => Promise<void>> {
+  const stop = async () => {
+    await proc.stop();
+    cleanup();
+  };
+  try {
+    await waitForPort(port, { proc, timeoutMs });
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return stop;
+}

@@ -12,7 +12,7 @@ import { promisify } from "node:util";
 import { caddyHash, nginxHash } from "../../scripts/lib/password-hashes.ts";
 import { findBinary } from "./binaries.ts";
 import { freePort } from "./ports.ts";
-import { startProcess, waitForPort, type RunningProcess } from "./processes.ts";
+import { startProcess, waitUntilListening, type RunningProcess } from "./processes.ts";
 import { makeTempDir } from "./tmp.ts";
 
 const run = promisify(execFile);
@@ -202,13 +202,7 @@ export async function startNginx(options: NginxOptions): Promise<RunningProxy> {
 }
 
 async function finishStart(kind: "caddy" | "nginx", proc: RunningProcess, port: number, dir: string, cleanup: () => void): Promise<RunningProxy> {
-  try {
-    await waitForPort(port, { proc });
-  } catch (error) {
-    await proc.stop();
-    cleanup();
-    throw error;
-  }
+  const stop = await waitUntilListening(proc, port, cleanup);
   const master = proc.child.pid!;
   return {
     kind,
@@ -218,10 +212,7 @@ async function finishStart(kind: "caddy" | "nginx", proc: RunningProcess, port: 
     spoolDirs: [],
     pids: () => [master, ...childPids(master)],
     output: proc.output,
-    stop: async () => {
-      await proc.stop();
-      cleanup();
-    },
+    stop,
   };
 }
 

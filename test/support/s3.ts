@@ -5,7 +5,7 @@
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { freePort } from "./ports.ts";
-import { startProcess, waitForPort } from "./processes.ts";
+import { startProcess, waitUntilListening } from "./processes.ts";
 import { makeTempDir } from "./tmp.ts";
 
 export interface S3Server {
@@ -27,22 +27,13 @@ export async function startS3Server({ buckets = [] }: { buckets?: string[] } = {
   const args = [bin, "-d", dir, "-a", "127.0.0.1", "-p", String(port), "--silent", "--no-vhost-buckets"];
   for (const bucket of buckets) args.push("--configure-bucket", bucket);
   const proc = startProcess(process.execPath, args);
-  try {
-    await waitForPort(port, { proc });
-  } catch (error) {
-    await proc.stop();
-    cleanup();
-    throw error;
-  }
+  const stop = await waitUntilListening(proc, port, cleanup);
   return {
     endpoint: `http://127.0.0.1:${port}`,
     region: "us-east-1",
     accessKeyId: "S3RVER",
     secretAccessKey: "S3RVER",
-    stop: async () => {
-      await proc.stop();
-      cleanup();
-    },
+    stop,
   };
 }
 
