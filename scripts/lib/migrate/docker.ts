@@ -1,7 +1,7 @@
 // The few Docker commands migrate needs (local-stack mode, --upgrade-source, stopping MLflow), run in the project
 // directory so `docker compose` reads the same compose files and .env (incl. COMPOSE_FILE) as the user's own commands.
 // Arguments go to the executable as an array (no shell); no secret is ever one of them.
-import { spawn } from "node:child_process";
+import { $ } from "zx";
 import { UserError } from "../cli.ts";
 
 export interface DockerResult {
@@ -18,18 +18,16 @@ export interface Docker {
 }
 
 export function docker(cwd: string, executable = "docker"): Docker {
-  const run = (args: string[]) =>
-    new Promise<DockerResult>((resolve, reject) => {
-      const child = spawn(executable, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-      child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-      child.on("error", (error: NodeJS.ErrnoException) =>
-        reject(error.code === "ENOENT" ? new UserError(`docker not found on PATH — install Docker (with Compose v2), or pass --to to migrate into another PostgreSQL`) : error),
-      );
-      child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
-    });
+  // zx quotes each interpolated argument; a non-zero exit is an expected branch here (nothrow), judged by `check`.
+  const sh = $({ cwd, quiet: true, nothrow: true, stdio: ["ignore", "pipe", "pipe"] });
+  const run = async (args: string[]): Promise<DockerResult> => {
+    const result = await sh`command -v ${executable} >/dev/null || exit 127; ${executable} ${args}`;
+    const code = result.exitCode ?? 1;
+    if (code === 127 && !result.stderr.trim()) {
+      throw new UserError(`docker not found on PATH — install Docker (with Compose v2), or pass --to to migrate into another PostgreSQL`);
+    }
+    return { code, stdout: result.stdout, stderr: result.stderr };
+  };
   return { run, compose: (args) => run(["compose", ...args]) };
 }
 
