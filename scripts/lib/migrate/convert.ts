@@ -32,14 +32,14 @@ export function kindOf(pgType: string): Kind {
 
 export class ConversionError extends UserError {}
 
-function toNumber(value: SqliteValue, where: () => string): number {
+export function toNumber(value: SqliteValue, where: () => string): number {
   if (typeof value === "number") return value;
   if (typeof value === "bigint") return Number(value);
   if (typeof value === "string" && value.trim() !== "" && !Number.isNaN(Number(value))) return Number(value);
   throw new ConversionError(`${where()}: expected a number, found ${describe(value)}`);
 }
 
-function toBool(value: SqliteValue, where: () => string): boolean {
+export function toBool(value: SqliteValue, where: () => string): boolean {
   if (typeof value === "bigint") return value !== 0n;
   if (typeof value === "number") return value !== 0;
   if (typeof value === "string") {
@@ -50,14 +50,14 @@ function toBool(value: SqliteValue, where: () => string): boolean {
   throw new ConversionError(`${where()}: expected a boolean (0/1), found ${describe(value)}`);
 }
 
-function toIntText(value: SqliteValue, where: () => string): string {
+export function toIntText(value: SqliteValue, where: () => string): string {
   if (typeof value === "bigint") return value.toString();
   if (typeof value === "number" && Number.isInteger(value)) return BigInt(value).toString();
   if (typeof value === "string" && /^\s*[-+]?\d+\s*$/.test(value)) return BigInt(value.trim()).toString();
   throw new ConversionError(`${where()}: expected an integer, found ${describe(value)}`);
 }
 
-function toText(value: SqliteValue): string {
+export function toText(value: SqliteValue): string {
   if (typeof value === "string") return value;
   if (Buffer.isBuffer(value)) return value.toString("utf8");
   return String(value); // SQLite numbers in a text column: their SQLite text form

@@ -1,9 +1,13 @@
-// A worker thread of copy.ts: reads one rowid range of a table from its own read-only connection, encodes the rows
-// (COPY text + row hashes, RowEncoder) and posts 256 KiB chunks back, never more ahead than its credits allow.
+// A worker thread of copy.ts, on its own read-only connection. Two jobs:
+//  - a rowid range (--workers): encodes the rows (COPY text + row hashes, RowEncoder) and posts 256 KiB chunks back,
+//    never more ahead than its credits allow;
+//  - the checksum only (no range): hashes every row of the table, in whatever order SQLite reads it fastest, while the
+//    main thread streams the COPY text.
 import Database from "better-sqlite3";
 import { parentPort, workerData } from "node:worker_threads";
 import { UserError } from "../cli.ts";
 import { RowEncoder, type WorkerInput, type WorkerMessage } from "./copy.ts";
+import type { SqliteValue } from "./convert.ts";
 import { quoteSqlite } from "./source.ts";
 
 const CHUNK = 256 * 1024;
@@ -11,8 +15,9 @@ const input = workerData as WorkerInput;
 const post = (m: WorkerMessage, transfer: ArrayBuffer[] = []) => parentPort!.postMessage(m, transfer);
 
 function send(text: string, rows: number) {
-  while (Atomics.load(input.credits, 0) <= 0) Atomics.wait(input.credits, 0, 0, 1000);
-  Atomics.sub(input.credits, 0, 1);
+  const credits = input.credits!;
+  while (Atomics.load(credits, 0) <= 0) Atomics.wait(credits, 0, 0, 1000);
+  Atomics.sub(credits, 0, 1);
   const bytes = Buffer.from(text, "utf8");
   // A fresh ArrayBuffer of exactly these bytes, handed over without a copy.
   const ab = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length) as ArrayBuffer;
@@ -23,20 +28,25 @@ try {
   const db = new Database(input.path, { readonly: true, fileMustExist: true });
   db.defaultSafeIntegers(true);
   const names = input.columns.map((c) => quoteSqlite(c.name)).join(", ");
-  const stmt = db.prepare(`select ${names} from ${quoteSqlite(input.table)} where rowid >= ? and rowid < ?`).raw(true);
   const enc = new RowEncoder(input.table, input.columns, input.rowHash);
-  let buf = "";
-  let pending = 0;
-  for (const row of stmt.iterate(BigInt(input.range[0]), BigInt(input.range[1])) as IterableIterator<(bigint | number | string | Buffer | null)[]>) {
-    buf += enc.line(row);
-    pending++;
-    if (buf.length >= CHUNK) {
-      send(buf, pending);
-      buf = "";
-      pending = 0;
+  if (input.range) {
+    const stmt = db.prepare(`select ${names} from ${quoteSqlite(input.table)} where rowid >= ? and rowid < ?`).raw(true);
+    let buf = "";
+    let pending = 0;
+    for (const row of stmt.iterate(BigInt(input.range[0]), BigInt(input.range[1])) as IterableIterator<SqliteValue[]>) {
+      buf += enc.line(row);
+      pending++;
+      if (buf.length >= CHUNK) {
+        send(buf, pending);
+        buf = "";
+        pending = 0;
+      }
     }
+    if (buf) send(buf, pending);
+  } else {
+    const stmt = db.prepare(`select ${names} from ${quoteSqlite(input.table)}`).raw(true);
+    for (const row of stmt.iterate() as IterableIterator<SqliteValue[]>) enc.hash(row);
   }
-  if (buf) send(buf, pending);
   db.close();
   post({ type: "done", rows: enc.rows, sum: enc.sum.value().toString() });
 } catch (error) {

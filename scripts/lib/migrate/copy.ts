@@ -1,5 +1,7 @@
-// Copies one table: streams the SQLite rows through COPY ... FROM STDIN (text format) and, from the same source
-// values, computes the order-independent checksum that verify.ts compares with PostgreSQL's own.
+// Copies one table: streams the SQLite rows through COPY ... FROM STDIN (binary format when every column's type allows,
+// see binary.ts; else text) and, from the same source values, computes the order-independent checksum that verify.ts
+// compares with PostgreSQL's own. For a big table the checksum is computed by a worker thread reading the same
+// snapshot in parallel (copy-worker.ts), so this thread only reads and encodes.
 import type Database from "better-sqlite3";
 import { createHash } from "node:crypto";
 import { once } from "node:events";
@@ -13,6 +15,7 @@ import { Worker } from "node:worker_threads";
 import { UserError } from "../cli.ts";
 import { canonicalField, converterFor, type Converter, type Kind, type SqliteValue } from "./convert.ts";
 import { HashSum } from "./rowhash.ts";
+import { BinaryRows, binaryWriter, type BinaryWriter } from "./binary.ts";
 import { quoteSqlite, sqliteFailure } from "./source.ts";
 import type { TargetColumn, TargetTable } from "./target.ts";
 
@@ -67,7 +70,7 @@ export class RowEncoder {
     this.md5 = rowHash === "md5";
   }
 
-  /** The row's COPY line (with its newline). */
+  /** The row's COPY line (with its newline); adds the row's hash to the checksum. */
   line(row: SqliteValue[]): string {
     const { convs, fields } = this;
     let canon = "";
@@ -81,10 +84,38 @@ export class RowEncoder {
         canon += canonicalField(convs[i].canonical(v));
       }
     }
+    this.addCanonical(canon);
+    return fields.join("\t") + "\n";
+  }
+
+  /** The row's COPY line only (the checksum is computed elsewhere: see `hash`). */
+  copyLine(row: SqliteValue[]): string {
+    const { convs } = this;
+    let out = "";
+    for (let i = 0; i < convs.length; i++) {
+      const v = row[i];
+      if (i > 0) out += "\t";
+      out += v === null ? "\\N" : convs[i].copy(v);
+    }
+    this.rows++;
+    return out + "\n";
+  }
+
+  /** Adds the row's hash to the checksum only (no COPY line). */
+  hash(row: SqliteValue[]) {
+    const { convs } = this;
+    let canon = "";
+    for (let i = 0; i < convs.length; i++) {
+      const v = row[i];
+      canon += v === null ? "-" : canonicalField(convs[i].canonical(v));
+    }
+    this.addCanonical(canon);
+  }
+
+  private addCanonical(canon: string) {
     if (this.md5) this.sum.addBigInt(createHash("md5").update(canon, "utf8").digest().readBigInt64BE(0));
     else this.sum.addText(canon);
     this.rows++;
-    return fields.join("\t") + "\n";
   }
 }
 
@@ -101,9 +132,10 @@ export async function copyTable(opts: {
   freeze: boolean;
   rowHash: RowHash;
   /**
-   * Worker threads for a big table; 0 (the default) = read in this thread, in primary-key order. Measured on a busy
-   * 2-core machine the workers did not pay off (the copy was not faster; rowid order makes the key build slower; each
-   * worker adds ~90 MB RSS), so they are opt-in (--workers) for machines with idle cores.
+   * Worker threads encoding a big table in rowid ranges (text format); 0 (the default) = read in this thread, in
+   * primary-key order, binary format, with one checksum worker. Measured on a busy 2-core machine the range workers
+   * did not pay off (the copy was not faster; rowid order makes the key build slower; each worker adds ~90 MB RSS), so
+   * they are opt-in (--workers) for machines with idle cores.
    */
   workers?: number;
   onProgress?: (p: CopyProgress) => void;
@@ -111,7 +143,12 @@ export async function copyTable(opts: {
   const { client, db, table, total, onProgress } = opts;
   const cols = sharedColumns(table, opts.sourceColumns);
   if (cols.length === 0 || total === 0) return { rows: 0, sum: "0" };
-  const copySql = `copy ${table.qualified} (${cols.map((c) => c.quoted).join(", ")}) from stdin${opts.freeze ? " with (freeze)" : ""}`;
+  const workers = Math.min(opts.workers ?? 0, availableParallelism() * 2);
+  const ranges = total >= PARALLEL_ROWS && workers > 1 ? rowidRanges(db, table.name, workers) : undefined;
+  // Binary when every column's type has a binary form we write (binary.ts), read in this thread.
+  const writers = ranges ? undefined : binaryWriters(table.name, cols);
+  const copyOptions = [...(writers ? ["format binary"] : []), ...(opts.freeze ? ["freeze"] : [])];
+  const copySql = `copy ${table.qualified} (${cols.map((c) => c.quoted).join(", ")}) from stdin${copyOptions.length ? ` with (${copyOptions.join(", ")})` : ""}`;
   const stream = client.query(copyFrom(copySql));
   const finished = new Promise<void>((resolve, reject) => {
     stream.on("finish", resolve);
@@ -124,14 +161,21 @@ export async function copyTable(opts: {
     if (failed) throw failed;
     if (!stream.write(chunk)) await Promise.race([once(stream, "drain"), finished]);
   };
-  const workers = Math.min(opts.workers ?? 0, availableParallelism() * 2);
-  const ranges = total >= PARALLEL_ROWS && workers > 1 ? rowidRanges(db, table.name, workers) : undefined;
+  // Not split in ranges: a big table's checksum is computed by a worker thread reading the same snapshot, while this
+  // thread reads in key order and streams the COPY text (measured: hashing is a third of this thread's work).
+  const checksumWorker = !ranges && total >= PARALLEL_ROWS && sameSnapshot(db) ? checksumInWorker(opts.sourcePath, table.name, cols, opts.rowHash) : undefined;
   let result: Checksum;
   try {
-    result = ranges
-      ? await copyParallel({ path: opts.sourcePath, table: table.name, columns: cols, rowHash: opts.rowHash, ranges, total, write, onProgress })
-      : await copySerial(db, table.name, cols, opts.rowHash, total, write, onProgress);
+    if (ranges) {
+      result = await copyParallel({ path: opts.sourcePath, table: table.name, columns: cols, rowHash: opts.rowHash, ranges, total, write, onProgress });
+    } else {
+      const copied = await copySerial(db, table.name, cols, opts.rowHash, total, write, onProgress, !checksumWorker, writers);
+      // The worker read the same snapshot; its row count must match what was copied (else the sum covers other rows).
+      result = checksumWorker ? await checksumWorker.result : copied;
+      if (result.rows !== copied.rows) throw new Error(`checksum worker read ${result.rows} rows of ${table.name}, the copy ${copied.rows}`);
+    }
   } catch (error) {
+    await checksumWorker?.stop();
     stream.destroy();
     await finished.catch(() => {});
     throw sqliteFailure(opts.sourcePath, error) ?? error;
@@ -148,15 +192,31 @@ async function copySerial(
   cols: TargetColumn[],
   rowHash: RowHash,
   total: number,
-  write: (chunk: string) => Promise<void>,
-  onProgress?: (p: CopyProgress) => void,
+  write: (chunk: string | Buffer) => Promise<void>,
+  onProgress: ((p: CopyProgress) => void) | undefined,
+  hash: boolean,
+  writers: BinaryWriter[] | undefined,
 ): Promise<Checksum> {
   const names = cols.map((c) => c.name);
   const stmt = db.prepare(`select ${names.map(quoteSqlite).join(", ")} from ${quoteSqlite(table)}${keyOrder(db, table, names)}`).raw(true);
   const enc = new RowEncoder(table, cols, rowHash);
+  if (writers) {
+    const bin = new BinaryRows(writers);
+    let chunks = 0;
+    for (const row of stmt.iterate() as IterableIterator<SqliteValue[]>) {
+      if (hash) enc.hash(row);
+      const chunk = bin.add(row);
+      if (chunk) {
+        await write(chunk);
+        if ((++chunks & 7) === 0) onProgress?.({ table, done: bin.rows, total });
+      }
+    }
+    await write(bin.end());
+    return { rows: bin.rows, sum: hash ? enc.sum.value().toString() : "0" };
+  }
   let buf = "";
   for (const row of stmt.iterate() as IterableIterator<SqliteValue[]>) {
-    buf += enc.line(row);
+    buf += hash ? enc.line(row) : enc.copyLine(row);
     if (buf.length >= CHUNK) {
       await write(buf);
       buf = "";
@@ -167,13 +227,47 @@ async function copySerial(
   return { rows: enc.rows, sum: enc.sum.value().toString() };
 }
 
+/** The binary writer of every column (binary.ts), or undefined when one of them must go as text. */
+function binaryWriters(table: string, cols: TargetColumn[]): BinaryWriter[] | undefined {
+  const writers: BinaryWriter[] = [];
+  for (const c of cols) {
+    const w = binaryWriter(c.type, () => `${table}.${c.name}`);
+    if (!w) return undefined;
+    writers.push(w);
+  }
+  return writers;
+}
+
+/**
+ * Whether another connection to the source file is sure to read the snapshot of ours: not in WAL mode (there it could
+ * see a later one); in rollback-journal mode the read transaction we hold keeps every writer out.
+ */
+function sameSnapshot(db: Database.Database): boolean {
+  return String(db.pragma("journal_mode", { simple: true })).toLowerCase() !== "wal";
+}
+
+/** Starts a worker thread computing the checksum of `table` (copy-worker.ts without a range). */
+function checksumInWorker(path: string, table: string, columns: TargetColumn[], rowHash: RowHash): { result: Promise<Checksum>; stop(): Promise<void> } {
+  const w = startWorker({ path, table, columns: columns.map((c) => ({ name: c.name, kind: c.kind })), rowHash });
+  const result = new Promise<Checksum>((resolve, reject) => {
+    w.on("message", (m: WorkerMessage) => {
+      if (m.type === "done") resolve({ rows: m.rows, sum: m.sum });
+      else if (m.type === "error") reject(m.user ? new UserError(m.message) : Object.assign(new Error(m.message), { code: m.code }));
+    });
+    w.on("error", reject);
+    w.on("exit", (code) => reject(new Error(`checksum worker for ${table} exited with ${code}`)));
+  });
+  result.catch(() => {}); // observed by the caller
+  return { result, stop: async () => void (await w.terminate()) };
+}
+
 /**
  * Rowid ranges [from, to) splitting the table in `n`, or undefined when the table must be read in one thread: no
  * rowid (WITHOUT ROWID), or a database in WAL mode — there other connections (the workers') could see a later
  * snapshot than ours; in rollback-journal mode the read transaction we hold keeps every writer out.
  */
 export function rowidRanges(db: Database.Database, table: string, n: number): [string, string][] | undefined {
-  if (String(db.pragma("journal_mode", { simple: true })).toLowerCase() === "wal") return undefined;
+  if (!sameSnapshot(db)) return undefined;
   let lo: bigint | null;
   let hi: bigint | null;
   try {
@@ -255,8 +349,9 @@ export interface WorkerInput {
   table: string;
   columns: { name: string; kind: Kind }[];
   rowHash: RowHash;
-  range: [string, string];
-  credits: Int32Array;
+  /** The rowid range to encode; none = compute the checksum of the whole table only. */
+  range?: [string, string];
+  credits?: Int32Array;
 }
 
 export type WorkerMessage =

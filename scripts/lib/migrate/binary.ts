@@ -1,0 +1,158 @@
+// COPY ... FROM STDIN WITH (FORMAT binary) for tables whose every column has a type we can send in PostgreSQL's binary
+// form (integers, floats, booleans, bytea, text/varchar). Cheaper on both sides than the text format: no float or
+// integer formatting here (the measured hot spot: String(double)), no parsing in the server, and floats travel as
+// their 8 bytes. Anything else (json, numeric, timestamps, ...) keeps the text format (copy.ts).
+import { ConversionError, toBool, toIntText, toNumber, toText, type SqliteValue } from "./convert.ts";
+
+export type BinaryWriter = (v: Exclude<SqliteValue, null>, w: BinaryRows) => void;
+
+const INT_RANGE: Record<string, [bigint, bigint]> = {
+  smallint: [-(2n ** 15n), 2n ** 15n - 1n],
+  integer: [-(2n ** 31n), 2n ** 31n - 1n],
+  bigint: [-(2n ** 63n), 2n ** 63n - 1n],
+};
+
+function intValue(v: Exclude<SqliteValue, null>, where: () => string, type: string): bigint {
+  const n = typeof v === "bigint" ? v : BigInt(toIntText(v, where));
+  const [lo, hi] = INT_RANGE[type];
+  if (n < lo || n > hi) throw new ConversionError(`${where()}: ${n} is out of range for type ${type}`);
+  return n;
+}
+
+/** How a non-null value of a column of PostgreSQL type `type` is written, or undefined: that type goes as text. */
+export function binaryWriter(type: string, where: () => string): BinaryWriter | undefined {
+  switch (type) {
+    case "boolean":
+      return (v, w) => w.byte(toBool(v, where) ? 1 : 0);
+    case "smallint":
+      return (v, w) => w.int16(Number(intValue(v, where, type)));
+    case "integer":
+      return (v, w) => w.int32(Number(intValue(v, where, type)));
+    case "bigint":
+      return (v, w) => w.int64(intValue(v, where, type));
+    case "double precision":
+      return (v, w) => w.float8(toNumber(v, where));
+    case "real":
+      return (v, w) => w.float4(toNumber(v, where));
+    case "bytea":
+      return (v, w) => w.bytes(Buffer.isBuffer(v) ? v : Buffer.from(toText(v), "utf8"));
+    case "text":
+    case "character varying":
+      return (v, w) => w.text(typeof v === "string" ? v : toText(v));
+    default:
+      return undefined;
+  }
+}
+
+const HEADER = Buffer.concat([Buffer.from("PGCOPY\n\xff\r\n\0", "latin1"), Buffer.alloc(8)]);
+const CHUNK = 256 * 1024;
+
+/** Builds the binary COPY stream in chunks of about 256 KiB (each a fresh Buffer: the socket may still hold the last). */
+export class BinaryRows {
+  private buf = Buffer.allocUnsafe(2 * CHUNK);
+  private view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
+  private pos = 0;
+  private readonly writers: BinaryWriter[];
+  rows = 0;
+
+  constructor(writers: BinaryWriter[]) {
+    this.writers = writers;
+    HEADER.copy(this.buf, 0);
+    this.pos = HEADER.length;
+  }
+
+  /** Appends one row; returns a full chunk to send when there is one. */
+  add(row: SqliteValue[]): Buffer | undefined {
+    const { writers } = this;
+    this.ensure(2 + writers.length * 4);
+    this.view.setInt16(this.pos, writers.length);
+    this.pos += 2;
+    for (let i = 0; i < writers.length; i++) {
+      const v = row[i];
+      if (v === null) {
+        this.ensure(4);
+        this.view.setInt32(this.pos, -1);
+        this.pos += 4;
+      } else writers[i](v, this);
+    }
+    this.rows++;
+    return this.pos >= CHUNK ? this.take(2 * CHUNK) : undefined;
+  }
+
+  /** The rest of the stream, with the trailer. */
+  end(): Buffer {
+    this.ensure(2);
+    this.view.setInt16(this.pos, -1);
+    this.pos += 2;
+    return this.take(0);
+  }
+
+  private take(next: number): Buffer {
+    const out = this.buf.subarray(0, this.pos);
+    this.buf = Buffer.allocUnsafe(next);
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
+    this.pos = 0;
+    return out;
+  }
+
+  private ensure(n: number) {
+    if (this.pos + n <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
+    this.buf.copy(bigger, 0, 0, this.pos);
+    this.buf = bigger;
+    this.view = new DataView(bigger.buffer, bigger.byteOffset, bigger.byteLength);
+  }
+
+  private field(len: number) {
+    this.ensure(4 + len);
+    this.view.setInt32(this.pos, len);
+    this.pos += 4;
+  }
+
+  byte(b: number) {
+    this.field(1);
+    this.buf[this.pos++] = b;
+  }
+  int16(n: number) {
+    this.field(2);
+    this.view.setInt16(this.pos, n);
+    this.pos += 2;
+  }
+  int32(n: number) {
+    this.field(4);
+    this.view.setInt32(this.pos, n);
+    this.pos += 4;
+  }
+  int64(n: bigint) {
+    this.field(8);
+    this.view.setBigInt64(this.pos, n);
+    this.pos += 8;
+  }
+  float8(x: number) {
+    this.field(8);
+    // PostgreSQL's NaN (what float8in('NaN') stores), whatever NaN bits this engine has.
+    if (Number.isNaN(x)) {
+      this.view.setUint32(this.pos, 0x7ff80000);
+      this.view.setUint32(this.pos + 4, 0);
+    } else this.view.setFloat64(this.pos, x);
+    this.pos += 8;
+  }
+  float4(x: number) {
+    this.field(4);
+    if (Number.isNaN(x)) this.view.setUint32(this.pos, 0x7fc00000);
+    else this.view.setFloat32(this.pos, x);
+    this.pos += 4;
+  }
+  bytes(b: Buffer) {
+    this.field(b.length);
+    b.copy(this.buf, this.pos);
+    this.pos += b.length;
+  }
+  text(s: string) {
+    // Length unknown until written: reserve the worst case (3 bytes per UTF-16 unit), write, then fill the length in.
+    this.ensure(4 + s.length * 3);
+    const len = this.buf.write(s, this.pos + 4, "utf8");
+    this.view.setInt32(this.pos, len);
+    this.pos += 4 + len;
+  }
+}
