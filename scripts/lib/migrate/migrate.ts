@@ -177,8 +177,11 @@ async function copyAll(client: pg.Client, source: Source, catalog: Catalog, plan
   await q("begin");
   try {
     await q(`set local lock_timeout = ${Math.max(1, Math.round(opts.lockTimeoutMs ?? 10_000))}`);
-    // PostgreSQL's memory for the index builds (not this process'); btree builds use parallel workers.
-    await q("set local maintenance_work_mem = '256MB'");
+    // PostgreSQL's memory for the index builds (not this process'; shared by the parallel workers of a btree build).
+    // More is slower here: sorting in many cache-sized runs beats one huge in-memory sort. Measured on MLflow's three
+    // metrics indexes over 5M rows (2 cores, 2 parallel workers): 256MB 24.3 s, 128MB 15-19 s, 64MB 15.8-16.6 s,
+    // 16MB 16.4 s.
+    await q("set local maintenance_work_mem = '64MB'");
     const list = [...loaded].map((t) => catalog.tables.get(t)!.qualified).join(", ");
     emit({ type: "phase", message: "locking the target tables" });
     await phase("lock and check", async () => {
