@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { bootstrap, DEFAULT_USER, type BootstrapResult } from "./lib/bootstrap.ts";
 import { parseCli, runCli, UsageError, UserError } from "./lib/cli.ts";
 import { MIN_PASSWORD_LENGTH } from "./lib/passwords.ts";
+import { passwordFromFile } from "./lib/secrets.ts";
 
 const SCRIPT = "bootstrap";
 
@@ -38,7 +39,7 @@ async function readStdin(): Promise<string> {
   }
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(Buffer.from(chunk));
-  const password = Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
+  const password = passwordFromFile(Buffer.concat(chunks).toString("utf8"));
   if (password === "") throw new UserError("--password-stdin: stdin was empty");
   return password;
 }

@@ -4,6 +4,8 @@
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline/promises";
 import { parseCli, runCli, UsageError, UserError } from "./lib/cli.ts";
+import { parseEnv } from "./lib/envfile.ts";
+import { passwordFromFile, readIfExists } from "./lib/secrets.ts";
 import { prepareArtifacts, type ArtifactOptions } from "./lib/migrate/artifacts.ts";
 import { docker } from "./lib/migrate/docker.ts";
 import { openLocalStack, stopMlflow, type LocalStack } from "./lib/migrate/local-stack.ts";
@@ -42,7 +44,7 @@ MLflow server is stopped for the migration (asked first, unless --yes) and start
 
 function readSecretFile(path: string, what: string): string {
   try {
-    return readFileSync(path, "utf8").replace(/\r?\n$/, "");
+    return passwordFromFile(readFileSync(path, "utf8"));
   } catch (error) {
     throw new UserError(`cannot read ${what} file ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`);
   }
@@ -55,12 +57,8 @@ function workerCount(text: string): number {
 }
 
 function envFileValue(name: string): string | undefined {
-  try {
-    const m = new RegExp(`^${name}=(.*)$`, "m").exec(readFileSync(".env", "utf8"));
-    return m?.[1].trim().replace(/^["']|["']$/g, "");
-  } catch {
-    return undefined;
-  }
+  const text = readIfExists(".env");
+  return text === undefined ? undefined : parseEnv(text)[name];
 }
 
 const OPTIONS = {

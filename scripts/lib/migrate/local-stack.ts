@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { UserError } from "../cli.ts";
 import { parseEnv } from "../envfile.ts";
+import { passwordFromFile } from "../secrets.ts";
 import { check, composeServices, isRunning, type Docker } from "./docker.ts";
 
 /**
@@ -82,7 +83,7 @@ function readSecret(dir: string, name: string): string {
   const path = join(dir, "secrets", name);
   let value: string;
   try {
-    value = readFileSync(path, "utf8").replace(/\r?\n$/, "");
+    value = passwordFromFile(readFileSync(path, "utf8"));
   } catch (error) {
     throw new UserError(`cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? error}) — run npm run bootstrap in the stack's directory, or pass --to`);
   }

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError, UserError } from "../cli.ts";
 import { parseEnv } from "../envfile.ts";
+import { passwordFromFile } from "../secrets.ts";
 import { stackUrl } from "../stack.ts";
 import { parseSize } from "./advice.ts";
 import type { SmokeSettings } from "./checks.ts";
@@ -93,7 +94,7 @@ function readSecret(file: string, what: string): string {
   } catch (error) {
     throw new UserError(`cannot read ${what}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
   }
-  const secret = text.replace(/\r?\n$/, "");
+  const secret = passwordFromFile(text);
   if (!secret) throw new UserError(`${what} is empty`);
   return secret;
 }
