@@ -2,7 +2,7 @@
 import bcrypt from "bcryptjs";
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -121,6 +121,11 @@ afterAll(() => template.cleanup());
 function bootstrapped(): void {
   rmSync(dir, { recursive: true, force: true });
   cpSync(template.dir, dir, { recursive: true, preserveTimestamps: true });
+  // Node 22's cpSync creates directories with the umask's mode instead of the source's: copy the modes over.
+  for (const entry of readdirSync(template.dir, { recursive: true, encoding: "utf8" })) {
+    chmodSync(join(dir, entry), statSync(join(template.dir, entry)).mode & 0o777);
+  }
+  chmodSync(dir, statSync(template.dir).mode & 0o777);
 }
 
 let dir: string;
