@@ -2,7 +2,8 @@
 // recordings in test/fixtures/mlflow-3.11/api-transcript.jsonl (bodies, content types, the error envelope, the 403
 // "Invalid Host header" answer, the empty get-history page without max_results), stateful enough for the smoke's calls,
 // and able to misbehave on demand (403 host check, any status such as 413/502, slow answers, corrupted downloads).
-import { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
+import { s3Client } from "../../scripts/lib/s3-client.ts";
 import { randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -207,14 +208,7 @@ export async function startMlflowDouble(options: DoubleOptions = {}): Promise<Ml
   let misbehaviour: Misbehaviour = {};
   let nextExperiment = 1;
   const s3 = options.s3
-    ? new S3Client({
-        endpoint: options.s3.endpoint,
-        region: options.s3.region,
-        forcePathStyle: true,
-        credentials: { accessKeyId: options.s3.accessKeyId, secretAccessKey: options.s3.secretAccessKey },
-        requestChecksumCalculation: "WHEN_REQUIRED",
-        responseChecksumValidation: "WHEN_REQUIRED",
-      })
+    ? s3Client(options.s3)
     : undefined;
 
   const envelope = (error: ApiError) => {

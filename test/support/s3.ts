@@ -37,14 +37,5 @@ export async function startS3Server({ buckets = [] }: { buckets?: string[] } = {
   };
 }
 
-/** Options for `new S3Client(...)` that talk to `server`. */
-export function s3ClientConfig(server: Pick<S3Server, "endpoint" | "region" | "accessKeyId" | "secretAccessKey">) {
-  return {
-    endpoint: server.endpoint,
-    region: server.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    requestChecksumCalculation: "WHEN_REQUIRED" as const,
-    responseChecksumValidation: "WHEN_REQUIRED" as const,
-  };
-}
+/** Options for `new S3Client(...)` that talk to `server` (the same the tasks use). */
+export { s3ClientConfig } from "../../scripts/lib/s3-client.ts";

@@ -1,7 +1,8 @@
 // Artifacts: every file of the local artifact folder goes to the stack's bucket under the same relative path
 // (mlflow-artifacts:/<path> is served from s3://<bucket>/<path>). Multipart for large files, bounded concurrency,
 // and an object that is already there with the same size and sha256 (our metadata) is skipped: a re-run resumes.
-import { HeadBucketCommand, HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { HeadBucketCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
+import { s3Client } from "../s3-client.ts";
 import { Upload } from "@aws-sdk/lib-storage";
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync, readdirSync, statSync } from "node:fs";
@@ -122,16 +123,7 @@ export async function prepareArtifacts(from: string, opts: ArtifactOptions | und
     const rel = relativeToRoot(loc, effectiveRoot);
     return rel !== undefined && !existsSync(join(dir!, rel));
   });
-  const client = new S3Client({
-    endpoint: opts.endpoint,
-    region: opts.region ?? "us-east-1",
-    forcePathStyle: true,
-    credentials: { accessKeyId: opts.accessKeyId, secretAccessKey: opts.secretAccessKey },
-    // MinIO and other S3 servers may not take the SDK's default CRC32 / aws-chunked bodies.
-    requestChecksumCalculation: "WHEN_REQUIRED",
-    responseChecksumValidation: "WHEN_REQUIRED",
-    maxAttempts: 3,
-  });
+  const client = s3Client({ endpoint: opts.endpoint, region: opts.region, accessKeyId: opts.accessKeyId, secretAccessKey: opts.secretAccessKey }, 3);
   try {
     await client.send(new HeadBucketCommand({ Bucket: opts.bucket }));
   } catch (error) {

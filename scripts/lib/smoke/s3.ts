@@ -1,5 +1,6 @@
 // Proves an artifact reached the bucket (not a folder inside the mlflow container): HeadObject on its key.
-import { HeadObjectCommand, S3Client, S3ServiceException } from "@aws-sdk/client-s3";
+import { HeadObjectCommand, S3ServiceException } from "@aws-sdk/client-s3";
+import { s3Client } from "../s3-client.ts";
 import { CheckFailure } from "./advice.ts";
 
 export interface S3Target {
@@ -14,15 +15,7 @@ export interface S3Target {
 
 export async function headArtifactObject(target: S3Target, artifactPath: string, expectedBytes: number, timeoutMs: number): Promise<string> {
   const key = [target.prefix.replace(/^\/+|\/+$/g, ""), artifactPath].filter(Boolean).join("/");
-  const client = new S3Client({
-    endpoint: target.endpoint,
-    region: target.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: target.accessKeyId, secretAccessKey: target.secretAccessKey },
-    requestChecksumCalculation: "WHEN_REQUIRED",
-    responseChecksumValidation: "WHEN_REQUIRED",
-    maxAttempts: 1,
-  });
+  const client = s3Client(target, 1);
   const where = `s3://${target.bucket}/${key} at ${target.endpoint}`;
   try {
     const head = await client.send(new HeadObjectCommand({ Bucket: target.bucket, Key: key }), { abortSignal: AbortSignal.timeout(timeoutMs) });
