@@ -32,7 +32,7 @@ function fakeBin(dir: string, caddyArgvLog?: string): string {
   mkdirSync(bin, { recursive: true });
   const loader = pathToFileURL(join(REPO_ROOT, "node_modules", "tsx", "dist", "loader.mjs")).href;
   const cli = join(REPO_ROOT, "test", "support", "mlflow-double-cli.ts");
-  writeFileSync(join(bin, "mlflow"), `#!/bin/sh\nexec '${process.execPath}' --import '${loader}' '${cli}' "$@"\n`, { mode: 0o755 });
+  writeFileSync(join(bin, "mlflow"), `#!/bin/sh\nAWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true exec '${process.execPath}' --import '${loader}' '${cli}' "$@"\n`, { mode: 0o755 });
   if (caddyArgvLog) {
     const caddy = findBinary("caddy");
     if (!caddy) throw new Error("caddy not found: apt-get install caddy");
@@ -143,6 +143,7 @@ export async function waitForHttp(url: string, { proc, status, timeoutMs = 30_00
       });
       req.on("error", () => resolve(0));
       req.on("timeout", () => req.destroy());
+      req.end();
     });
     if (answered !== 0 && (status === undefined || answered === status)) return;
     await sleep(100);
