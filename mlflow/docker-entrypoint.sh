@@ -21,7 +21,9 @@
 #   MLFLOW_ALLOW_SQLITE=true  without a database URL: SQLite (and, without a bucket, local artifacts) under
 #     MLFLOW_DATA_DIR (/tmp/mlflow), lost whenever the platform replaces the container's disk
 #   PORT, MLFLOW_PORT (wins over PORT), MLFLOW_HOST (0.0.0.0; "::" on Railway's IPv6 private network)
-#   RAILWAY_PUBLIC_DOMAIN, RENDER_EXTERNAL_HOSTNAME, FLY_APP_NAME: added to the allowed hosts like DOMAIN
+#   RAILWAY_PUBLIC_DOMAIN, RENDER_EXTERNAL_HOSTNAME, FLY_APP_NAME (.fly.dev), HEROKU_APP_DEFAULT_DOMAIN_NAME (Heroku's
+#     runtime-dyno-metadata): added to the allowed hosts like DOMAIN
+#   MLFLOW_S3_ADDRESSING_STYLE   virtual or path (boto3's default when unset)
 # Both:
 #   DOMAIN (localhost), MLFLOW_SERVER_ALLOWED_HOSTS (derived from DOMAIN unless set), MLFLOW_WORKERS (2),
 #   MLFLOW_UVICORN_OPTS (keep-alive suited to a proxy in front), MLFLOW_BACKEND_STORE_URI (built unless set)
@@ -190,8 +192,23 @@ setup_artifact_store() {
 		unset MLFLOW_S3_ENDPOINT_URL
 		endpoint="AWS S3 (${AWS_DEFAULT_REGION:-default region})"
 	fi
+	setup_s3_addressing_style
 	ARTIFACTS_DESTINATION="s3://$MLFLOW_BUCKET/"
 	log "artifacts: $ARTIFACTS_DESTINATION at $endpoint (proxied by MLflow as mlflow-artifacts:/)"
+}
+
+# MLFLOW_S3_ADDRESSING_STYLE=virtual|path: how boto3 names the bucket in URLs (Railway's newer buckets want virtual;
+# MinIO in Compose works with boto3's default). boto3 reads it only from an AWS config file, so write one.
+setup_s3_addressing_style() {
+	case "${MLFLOW_S3_ADDRESSING_STYLE:-}" in
+	'') return ;;
+	virtual | path) ;;
+	*) die "MLFLOW_S3_ADDRESSING_STYLE must be virtual or path, found '$MLFLOW_S3_ADDRESSING_STYLE'" ;;
+	esac
+	[ -z "${AWS_CONFIG_FILE:-}" ] || die "MLFLOW_S3_ADDRESSING_STYLE and AWS_CONFIG_FILE are both set: put addressing_style in your AWS config file instead"
+	AWS_CONFIG_FILE="$(mktemp "${TMPDIR:-/tmp}/mlflow-aws-config.XXXXXX")"
+	printf '[default]\ns3 =\n    addressing_style = %s\n' "$MLFLOW_S3_ADDRESSING_STYLE" >"$AWS_CONFIG_FILE"
+	export AWS_CONFIG_FILE
 }
 
 # MLflow >= 3.5 rejects requests whose Host header it does not know ("Invalid Host header"). The proxies pass the
@@ -207,7 +224,7 @@ setup_allowed_hosts() {
 	fly_domain=
 	[ -z "${FLY_APP_NAME:-}" ] || fly_domain="$FLY_APP_NAME.fly.dev"
 	for spec in "RAILWAY_PUBLIC_DOMAIN=${RAILWAY_PUBLIC_DOMAIN:-}" "RENDER_EXTERNAL_HOSTNAME=${RENDER_EXTERNAL_HOSTNAME:-}" \
-		"FLY_APP_NAME=$fly_domain" "DOMAIN=${DOMAIN:-localhost}"; do
+		"FLY_APP_NAME=$fly_domain" "HEROKU_APP_DEFAULT_DOMAIN_NAME=${HEROKU_APP_DEFAULT_DOMAIN_NAME:-}" "DOMAIN=${DOMAIN:-localhost}"; do
 		name="${spec%%=*}"
 		domain="${spec#*=}"
 		case "$domain" in

@@ -432,17 +432,27 @@ describe.skipIf(!shell || !python)("mlflow/docker-entrypoint.sh configured from 
     expect(bad.output).toMatch(/must be a port number/);
   });
 
-  it("allows the platform's public host names (Railway, Render, Fly.io) next to DOMAIN", () => {
+  it("writes an AWS config file for MLFLOW_S3_ADDRESSING_STYLE (boto3 reads the style only from there)", () => {
+    const result = runPlatform({ DATABASE_URL: "postgres://u:p@h:5432/db", MLFLOW_S3_ADDRESSING_STYLE: "virtual", TMPDIR: tmp.dir });
+    expect(result.status, result.output).toBe(0);
+    expect(readFileSync(result.env!.AWS_CONFIG_FILE, "utf8")).toBe("[default]\ns3 =\n    addressing_style = virtual\n");
+    const bad = runPlatform({ DATABASE_URL: "postgres://u:p@h:5432/db", MLFLOW_S3_ADDRESSING_STYLE: "dns" });
+    expect(bad.status).not.toBe(0);
+    expect(bad.output).toMatch(/MLFLOW_S3_ADDRESSING_STYLE must be virtual or path/);
+  });
+
+  it("allows the platform's public host names (Railway, Render, Fly.io, Heroku) next to DOMAIN", () => {
     const result = runPlatform({
       DATABASE_URL: "postgres://u:p@h:5432/db",
       RAILWAY_PUBLIC_DOMAIN: "mlflow-production.up.railway.app",
       RENDER_EXTERNAL_HOSTNAME: "mlflow.onrender.com",
       FLY_APP_NAME: "my-mlflow",
+      HEROKU_APP_DEFAULT_DOMAIN_NAME: "my-mlflow-1a2b3c.herokuapp.com",
       DOMAIN: "mlflow.example.com",
     });
     expect(result.status, result.output).toBe(0);
     const hosts = result.env!.MLFLOW_SERVER_ALLOWED_HOSTS.split(",");
-    for (const host of ["mlflow-production.up.railway.app", "mlflow.onrender.com", "my-mlflow.fly.dev", "mlflow.example.com", "mlflow.example.com:*"]) {
+    for (const host of ["mlflow-production.up.railway.app", "mlflow.onrender.com", "my-mlflow.fly.dev", "my-mlflow-1a2b3c.herokuapp.com", "mlflow.example.com", "mlflow.example.com:*"]) {
       expect(hosts).toContain(host);
     }
     const bad = runPlatform({ DATABASE_URL: "postgres://u:p@h:5432/db", RAILWAY_PUBLIC_DOMAIN: "https://x.up.railway.app" });
