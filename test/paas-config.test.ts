@@ -39,6 +39,14 @@ describe("railway.json of each service", () => {
     });
   }
 
+  it("createbuckets/railway.json (the one-off bucket job) is valid, has no health check and is not restarted after success", () => {
+    const doc = json("createbuckets/railway.json");
+    expect(railway(doc), explain(railway)).toBe(true);
+    expect(existsSync(join(ROOT, "createbuckets", doc.build.dockerfilePath))).toBe(true);
+    expect(doc.deploy).not.toHaveProperty("healthcheckPath");
+    expect(doc.deploy.restartPolicyType).toBe("ON_FAILURE");
+  });
+
   it("the schema rejects a misspelt key and a wrong restart policy", () => {
     expect(railway({ deploy: { healthCheckPath: "/health" } })).toBe(false);
     expect(railway({ deploy: { restartPolicyType: "on_failure" } })).toBe(false);
@@ -79,6 +87,11 @@ describe("Heroku: app.json and heroku.yml", () => {
 describe("platform images are the Compose stack's images", () => {
   const composeCaddy = /^\s+image: (caddy:\S+)$/m.exec(read("compose.yml"))![1];
   const mlflowVersion = /^ARG MLFLOW_VERSION=(\S+)$/m.exec(read("mlflow/Dockerfile"))![1];
+
+  it("createbuckets/Dockerfile starts from the mc image compose.yml runs", () => {
+    const mc = /^\s+image: (quay\.io\/minio\/mc:\S+)$/m.exec(read("compose.yml"))![1];
+    expect(read("createbuckets/Dockerfile")).toContain(`\nFROM ${mc}\n`);
+  });
 
   it("caddy/Dockerfile starts from the proxy image compose.yml runs", () => {
     expect(read("caddy/Dockerfile")).toMatch(new RegExp(`^FROM ${composeCaddy.replace(/\./g, "\\.")}$`, "m"));
