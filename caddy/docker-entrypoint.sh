@@ -52,7 +52,8 @@ users_from_environment() {
 	[ "${#AUTH_PASSWORD}" -ge "$MIN_PASSWORD_LENGTH" ] || die "AUTH_PASSWORD is shorter than $MIN_PASSWORD_LENGTH characters: set a longer one"
 
 	users_dir="$(umask 077 && mktemp -d "${TMPDIR:-/tmp}/caddy-users.XXXXXX")"
-	# caddy hash-password reads one line from stdin when --plaintext is absent (caddy 2.6 needs the newline).
+	# caddy hash-password reads one line from stdin when --plaintext is absent and drops its newline (caddy 2.6 and
+	# 2.11: modules/caddyhttp/caddyauth/command.go, ReadBytes('\n')); 2.6 fails without the newline.
 	hash="$(printf '%s\n' "$AUTH_PASSWORD" | caddy hash-password 2>/dev/null)" || die "caddy hash-password failed"
 	case "$hash" in
 	\$2*) ;;
