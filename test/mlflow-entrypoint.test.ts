@@ -277,6 +277,190 @@ describe.skipIf(!shell || !python)("mlflow/docker-entrypoint.sh", () => {
   });
 });
 
+// Platforms (Railway, Heroku, Render, Fly.io, Cloud Run) give no Compose secrets: everything is an environment variable.
+describe.skipIf(!shell || !python)("mlflow/docker-entrypoint.sh configured from the environment alone", () => {
+  const S3_KEY = "aws-S3cr3t/with+odd=chars";
+  const platformEnv = (extra: Record<string, string | undefined> = {}) => ({
+    AWS_ACCESS_KEY_ID: "AKIAEXAMPLE",
+    AWS_SECRET_ACCESS_KEY: S3_KEY,
+    MLFLOW_BUCKET: "mlflow-artifacts-paas",
+    ...extra,
+  });
+  const runPlatform = (extra: Record<string, string | undefined>, args: string[] = []) => run(args, platformEnv(extra), secretsDir({}));
+  const backend = (result: Run) => {
+    const uri = result.env!.MLFLOW_BACKEND_STORE_URI;
+    const url = new URL(uri.replace(/^[^:]+:/, "http:"));
+    return { uri, scheme: uri.slice(0, uri.indexOf(":")), url, password: decodeURIComponent(url.password) };
+  };
+
+  it("turns postgres:// (Heroku, Railway) into postgresql+psycopg2:// and keeps every part", () => {
+    const result = runPlatform({ DATABASE_URL: "postgres://u7x:pw123abc@ec2-1-2-3-4.compute-1.amazonaws.com:5432/d8k2" });
+    expect(result.status, result.output).toBe(0);
+    expect(result.env!.MLFLOW_BACKEND_STORE_URI).toBe("postgresql+psycopg2://u7x:pw123abc@ec2-1-2-3-4.compute-1.amazonaws.com:5432/d8k2");
+    expect(result.env).not.toHaveProperty("DATABASE_URL"); // only the URI carries the password on
+  });
+
+  it("accepts postgresql:// and DB_URL (Railway's template name), and keeps sslmode and other parameters", () => {
+    const result = runPlatform({ DB_URL: "postgresql://mlflow:secretpw@postgres.railway.internal:5432/railway?sslmode=require&connect_timeout=10" });
+    expect(result.status, result.output).toBe(0);
+    expect(result.env!.MLFLOW_BACKEND_STORE_URI).toBe(
+      "postgresql+psycopg2://mlflow:secretpw@postgres.railway.internal:5432/railway?sslmode=require&connect_timeout=10",
+    );
+    expect(result.env).not.toHaveProperty("DB_URL");
+    expect(result.output).toContain("?sslmode=require&connect_timeout=10");
+  });
+
+  it("encodes a raw password with special characters, and leaves an already encoded one as it is", () => {
+    for (const password of [PG_PASSWORD, encodeURIComponent(PG_PASSWORD)]) {
+      const result = runPlatform({ DATABASE_URL: `postgres://mlflow:${password}@db.example.com:6543/mlflow?sslmode=require` });
+      expect(result.status, result.output).toBe(0);
+      const { scheme, url, password: decoded } = backend(result);
+      expect(scheme).toBe("postgresql+psycopg2");
+      expect(decoded).toBe(PG_PASSWORD);
+      expect(url.password).toMatch(/^[A-Za-z0-9%._~-]+$/);
+      expect(url.hostname).toBe("db.example.com");
+      expect(url.port).toBe("6543");
+      expect(url.pathname).toBe("/mlflow");
+      expect(url.search).toBe("?sslmode=require");
+      expectNoSecretIn(result.output);
+      expectNoSecretIn(result.argv!.join("\n"));
+      expect(result.output).toContain("postgresql+psycopg2://mlflow:***@db.example.com:6543/mlflow?sslmode=require");
+    }
+  });
+
+  it("hides a password given as a query parameter in the log", () => {
+    const result = runPlatform({ DATABASE_URL: "postgres://db.example.com/mlflow?user=mlflow&password=hunter2-query&sslmode=verify-full" });
+    expect(result.status, result.output).toBe(0);
+    expect(result.env!.MLFLOW_BACKEND_STORE_URI).toContain("password=hunter2-query");
+    expect(result.output).not.toContain("hunter2-query");
+    expect(result.output).toContain("password=***&sslmode=verify-full");
+  });
+
+  it("lets the Compose secret win over DATABASE_URL", () => {
+    const result = run([], { ...baseEnv(), DATABASE_URL: "postgres://other:pw@elsewhere:5432/x" });
+    expect(result.status, result.output).toBe(0);
+    expect(backend(result).url.hostname).toBe("db");
+    expect(backend(result).password).toBe(PG_PASSWORD);
+    expect(result.output).toMatch(/DATABASE_URL is ignored/);
+  });
+
+  it("refuses another database scheme or a URL without a database, in one line", () => {
+    for (const [url, message] of [
+      ["mysql://u:p@h/db", /only PostgreSQL is supported/],
+      ["postgres://u:p@h:5432/", /names no database/],
+      ["not a url", /expected postgres:\/\//],
+    ] as const) {
+      const result = runPlatform({ DATABASE_URL: url });
+      expect(result.status).not.toBe(0);
+      expect(result.output).toMatch(message);
+      expect(result.output.trim().split("\n")).toHaveLength(1);
+      expect(result.argv).toBeUndefined();
+    }
+  });
+
+  it("refuses to start without a database URL, saying what to set", () => {
+    const result = runPlatform({});
+    expect(result.status).not.toBe(0);
+    expect(result.output.trim().split("\n")).toHaveLength(1);
+    expect(result.output).toMatch(/no database: set DATABASE_URL .*MLFLOW_ALLOW_SQLITE=true/);
+    expect(result.argv).toBeUndefined();
+  });
+
+  it("uses SQLite and local artifacts only with MLFLOW_ALLOW_SQLITE=true, and says they are lost on restart", () => {
+    const dataDir = join(tmp.dir, `data-${++runCount}`);
+    const result = run([], { MLFLOW_ALLOW_SQLITE: "true", MLFLOW_DATA_DIR: dataDir }, secretsDir({}));
+    expect(result.status, result.output).toBe(0);
+    expect(result.env!.MLFLOW_BACKEND_STORE_URI).toBe(`sqlite:///${dataDir}/mlflow.db`);
+    expect(flag(result.argv!, "--artifacts-destination")).toBe(`${dataDir}/artifacts`);
+    expect(existsSync(`${dataDir}/artifacts`)).toBe(true);
+    expect(result.output).toMatch(/LOST when/);
+
+    const notTrue = run([], { MLFLOW_ALLOW_SQLITE: "yes" }, secretsDir({}));
+    expect(notTrue.status).not.toBe(0);
+    expect(notTrue.argv).toBeUndefined();
+  });
+
+  it("refuses a database without an artifact store unless MLFLOW_ALLOW_SQLITE=true", () => {
+    const result = run([], { DATABASE_URL: "postgres://u:p@h:5432/db" }, secretsDir({}));
+    expect(result.status).not.toBe(0);
+    expect(result.output).toMatch(/no artifact store: set MLFLOW_BUCKET/);
+    expect(result.argv).toBeUndefined();
+  });
+
+  it("takes S3 from the environment: AWS S3 itself without an endpoint, else the endpoint given", () => {
+    const aws = runPlatform({ DATABASE_URL: "postgres://u:p@h:5432/db", AWS_DEFAULT_REGION: "eu-west-1" });
+    expect(aws.status, aws.output).toBe(0);
+    expect(aws.env).not.toHaveProperty("MLFLOW_S3_ENDPOINT_URL");
+    expect(aws.env!.AWS_SECRET_ACCESS_KEY).toBe(S3_KEY);
+    expect(flag(aws.argv!, "--artifacts-destination")).toBe("s3://mlflow-artifacts-paas/");
+    expect(aws.output).not.toContain(S3_KEY);
+
+    const custom = runPlatform({ DATABASE_URL: "postgres://u:p@h:5432/db", MLFLOW_S3_ENDPOINT_URL: "https://s3.example.com" });
+    expect(custom.env!.MLFLOW_S3_ENDPOINT_URL).toBe("https://s3.example.com");
+
+    // Railway's bucket variables (AWS SDK names) work without renaming.
+    const railway = run([], {
+      DATABASE_URL: "postgres://u:p@h:5432/db",
+      AWS_ACCESS_KEY_ID: "tid_x",
+      AWS_SECRET_ACCESS_KEY: S3_KEY,
+      AWS_ENDPOINT_URL: "https://storage.railway.app",
+      AWS_S3_BUCKET_NAME: "mlflow-abc123",
+    }, secretsDir({}));
+    expect(railway.status, railway.output).toBe(0);
+    expect(railway.env!.MLFLOW_S3_ENDPOINT_URL).toBe("https://storage.railway.app");
+    expect(flag(railway.argv!, "--artifacts-destination")).toBe("s3://mlflow-abc123/");
+  });
+
+  it("names the variable to set when the S3 key is missing", () => {
+    const result = run([], { DATABASE_URL: "postgres://u:p@h:5432/db", AWS_ACCESS_KEY_ID: "x", MLFLOW_BUCKET: "b" }, secretsDir({}));
+    expect(result.status).not.toBe(0);
+    expect(result.output).toMatch(/error: .*set AWS_SECRET_ACCESS_KEY/);
+    expect(result.output.split("\n").filter((line) => line.includes("error:"))).toHaveLength(1);
+    expect(result.argv).toBeUndefined();
+  });
+
+  it("listens on PORT (MLFLOW_PORT and MLFLOW_HOST win) and refuses a port that is not a number", () => {
+    const env = { DATABASE_URL: "postgres://u:p@h:5432/db" };
+    const port = runPlatform({ ...env, PORT: "8123" });
+    expect(flag(port.argv!, "--port")).toBe("8123");
+    expect(flag(port.argv!, "--host")).toBe("0.0.0.0");
+    const inner = runPlatform({ ...env, PORT: "8123", MLFLOW_PORT: "5001", MLFLOW_HOST: "::" });
+    expect(flag(inner.argv!, "--port")).toBe("5001");
+    expect(flag(inner.argv!, "--host")).toBe("::");
+    const bad = runPlatform({ ...env, PORT: "80a" });
+    expect(bad.status).not.toBe(0);
+    expect(bad.output).toMatch(/must be a port number/);
+  });
+
+  it("writes an AWS config file for MLFLOW_S3_ADDRESSING_STYLE (boto3 reads the style only from there)", () => {
+    const result = runPlatform({ DATABASE_URL: "postgres://u:p@h:5432/db", MLFLOW_S3_ADDRESSING_STYLE: "virtual", TMPDIR: tmp.dir });
+    expect(result.status, result.output).toBe(0);
+    expect(readFileSync(result.env!.AWS_CONFIG_FILE, "utf8")).toBe("[default]\ns3 =\n    addressing_style = virtual\n");
+    const bad = runPlatform({ DATABASE_URL: "postgres://u:p@h:5432/db", MLFLOW_S3_ADDRESSING_STYLE: "dns" });
+    expect(bad.status).not.toBe(0);
+    expect(bad.output).toMatch(/MLFLOW_S3_ADDRESSING_STYLE must be virtual or path/);
+  });
+
+  it("allows the platform's public host names (Railway, Render, Fly.io, Heroku) next to DOMAIN", () => {
+    const result = runPlatform({
+      DATABASE_URL: "postgres://u:p@h:5432/db",
+      RAILWAY_PUBLIC_DOMAIN: "mlflow-production.up.railway.app",
+      RENDER_EXTERNAL_HOSTNAME: "mlflow.onrender.com",
+      FLY_APP_NAME: "my-mlflow",
+      HEROKU_APP_DEFAULT_DOMAIN_NAME: "my-mlflow-1a2b3c.herokuapp.com",
+      DOMAIN: "mlflow.example.com",
+    });
+    expect(result.status, result.output).toBe(0);
+    const hosts = result.env!.MLFLOW_SERVER_ALLOWED_HOSTS.split(",");
+    for (const host of ["mlflow-production.up.railway.app", "mlflow.onrender.com", "my-mlflow.fly.dev", "my-mlflow-1a2b3c.herokuapp.com", "mlflow.example.com", "mlflow.example.com:*"]) {
+      expect(hosts).toContain(host);
+    }
+    const bad = runPlatform({ DATABASE_URL: "postgres://u:p@h:5432/db", RAILWAY_PUBLIC_DOMAIN: "https://x.up.railway.app" });
+    expect(bad.status).not.toBe(0);
+    expect(bad.output).toMatch(/RAILWAY_PUBLIC_DOMAIN must be a bare host name/);
+  });
+});
+
 describe.skipIf(!shellcheck)("mlflow/docker-entrypoint.sh static analysis", () => {
   it("is clean POSIX sh for shellcheck", () => {
     const result = spawnSync(shellcheck!, ["--shell=sh", "--severity=style", ENTRYPOINT], { encoding: "utf8" });

@@ -73,6 +73,9 @@ export interface DoubleOptions {
   version?: string;
   /** Require this login on everything but /health (MLflow's basic-auth app; for tests without a proxy). */
   basicAuth?: { username: string; password: string };
+  /** Where to listen (default 127.0.0.1 on a free port); the `mlflow` command double (mlflow-double-cli.ts) passes --host/--port. */
+  host?: string;
+  port?: number;
 }
 
 export interface MlflowDouble {
@@ -576,7 +579,10 @@ export async function startMlflowDouble(options: DoubleOptions = {}): Promise<Ml
     }
   });
   server.keepAliveTimeout = 30_000;
-  await new Promise<void>((resolveListen) => server.listen(0, "127.0.0.1", resolveListen));
+  await new Promise<void>((resolveListen, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 0, options.host ?? "127.0.0.1", resolveListen);
+  });
   const port = (server.address() as AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}`,

@@ -1,0 +1,189 @@
+// caddy/docker-entrypoint.sh (the proxy image for Railway and the single container) run natively with our Caddyfile
+// and ONLY environment variables, in front of the MLflow double: users from AUTH_USERNAME/AUTH_PASSWORD (hashed at
+// start), or the Compose users file when present; $PORT; and the password in no process argument, no log line, no
+// file others can read, and not in Caddy's environment.
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { requireBinary } from "./support/binaries.ts";
+import { startMlflowDouble, type MlflowDouble } from "./support/mlflow-double.ts";
+import { cmdline, descendantsOf, environOf, PROXY_ENTRYPOINT, startProxyEntrypoint, type Running } from "./support/paas.ts";
+import { basicAuth, caddyUsersFile, httpRequest } from "./support/proxies.ts";
+import { makeTempDir } from "./support/tmp.ts";
+
+const caddy = requireBinary("caddy", "caddy");
+const shellcheck = requireBinary("shellcheck", "shellcheck");
+
+const USER = "mlflow-admin";
+// Shell and URL metacharacters: a quoting mistake anywhere would show.
+const PASSWORD = "Zq8$Lm'3\"Vx;&|*Kp`9 Rt\\Nw%40";
+
+/** Files under `dir` that others (not the owner) may read, and the directories they are in. */
+function filesReadableByOthers(dir: string): string[] {
+  const found: string[] = [];
+  const walk = (path: string, parentsOpen: boolean) => {
+    const info = statSync(path);
+    if (info.isDirectory()) {
+      const open = parentsOpen && (info.mode & 0o005) === 0o005;
+      for (const name of readdirSync(path)) walk(join(path, name), open);
+    } else if (parentsOpen && info.mode & 0o004) {
+      found.push(path);
+    }
+  };
+  walk(dir, true);
+  return found;
+}
+
+function allFiles(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => join(entry.parentPath, entry.name));
+}
+
+describe.skipIf(!caddy)("caddy/docker-entrypoint.sh: the proxy from environment variables only", () => {
+  let double: MlflowDouble;
+  let proxy: Running;
+  let argvLog: string;
+  let logs: { dir: string; cleanup: () => void };
+  const seenCommandLines = new Set<string>();
+
+  beforeAll(async () => {
+    double = await startMlflowDouble();
+    logs = makeTempDir("proxy-entrypoint-argv");
+    argvLog = join(logs.dir, "caddy-argv");
+    // Sample every process's argv while the entrypoint starts (bcrypt at cost 14 takes about a second, so
+    // `caddy hash-password` is seen: the test checks that below, so an idle sampler cannot pass unnoticed).
+    const sampler = setInterval(() => {
+      for (const entry of readdirSync("/proc")) if (/^\d+$/.test(entry)) seenCommandLines.add(cmdline(Number(entry)));
+    }, 5);
+    try {
+      proxy = await startProxyEntrypoint({
+        env: { AUTH_USERNAME: USER, AUTH_PASSWORD: PASSWORD },
+        upstream: double.hostPort,
+        caddyArgvLog: argvLog,
+      });
+    } finally {
+      clearInterval(sampler);
+    }
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    await double?.stop();
+    logs?.cleanup();
+  });
+
+  it("listens on $PORT and requires the user from AUTH_USERNAME/AUTH_PASSWORD everywhere but /health", async () => {
+    const health = await httpRequest(proxy.url, "/health");
+    expect(health.status).toBe(200);
+    expect(health.body).toBe("OK");
+
+    const anonymous = await httpRequest(proxy.url, "/api/2.0/mlflow/experiments/search?max_results=1");
+    expect(anonymous.status).toBe(401);
+    const wrong = await httpRequest(proxy.url, "/api/2.0/mlflow/experiments/search?max_results=1", { headers: { authorization: basicAuth(USER, `${PASSWORD}x`) } });
+    expect(wrong.status).toBe(401);
+    const right = await httpRequest(proxy.url, "/api/2.0/mlflow/experiments/search?max_results=1", { headers: { authorization: basicAuth(USER, PASSWORD) } });
+    expect(right.status).toBe(200);
+    expect(double.calls.filter((c) => c.path.startsWith("/api/")).every((c) => c.authorization)).toBe(true);
+  });
+
+  it("never puts the password in a process argument", () => {
+    expect([...seenCommandLines].some((line) => /caddy hash-password/.test(line))).toBe(true); // the sampler saw the hashing
+    for (const line of seenCommandLines) expect(line).not.toContain(PASSWORD);
+    const argvs = readFileSync(argvLog, "utf8").split("\n").filter(Boolean);
+    expect(argvs.map((a) => a.split("\0")[0])).toEqual(["hash-password", "run"]); // what the wrapper recorded
+    expect(argvs.join("\n")).not.toContain(PASSWORD);
+    expect(cmdline(proxy.proc.child.pid!)).not.toContain(PASSWORD);
+  });
+
+  it("keeps the password out of the log and out of Caddy's environment", () => {
+    expect(proxy.output()).toContain(`user ${USER} from AUTH_USERNAME/AUTH_PASSWORD`);
+    expect(proxy.output()).not.toContain(PASSWORD);
+    const environment = environOf(proxy.proc.child.pid!); // the entrypoint exec'd caddy: same process
+    expect(environment.AUTH_USERNAME).toBe(USER);
+    expect(environment).not.toHaveProperty("AUTH_PASSWORD");
+    expect(Object.values(environment).join("\n")).not.toContain(PASSWORD);
+  });
+
+  it("writes the hash to a file only its owner can read, and the password to no file at all", () => {
+    const usersFile = environOf(proxy.proc.child.pid!).CADDY_USERS_FILE;
+    expect(usersFile.startsWith(proxy.dir)).toBe(true);
+    expect(statSync(usersFile).mode & 0o777).toBe(0o600);
+    expect(statSync(join(usersFile, "..")).mode & 0o777).toBe(0o700);
+    expect(readFileSync(usersFile, "utf8")).toMatch(new RegExp(`^${USER} \\$2a\\$\\d\\d\\$[./A-Za-z0-9]{53}\\n$`));
+    expect(filesReadableByOthers(proxy.dir)).not.toContain(usersFile);
+    for (const file of allFiles(proxy.dir)) expect(readFileSync(file, "utf8"), file).not.toContain(PASSWORD);
+  });
+});
+
+describe.skipIf(!caddy)("caddy/docker-entrypoint.sh: users file, refusals", () => {
+  let double: MlflowDouble;
+  const started: Running[] = [];
+  beforeAll(async () => {
+    double = await startMlflowDouble();
+  });
+  afterAll(async () => {
+    for (const proxy of started) await proxy.stop();
+    await double?.stop();
+  });
+
+  it("uses the Compose users file when present; it wins over AUTH_* (and says so)", async () => {
+    const secrets = makeTempDir("proxy-secrets");
+    try {
+      writeFileSync(join(secrets.dir, "proxy_users_caddy"), caddyUsersFile({ alice: "file-password-1234" }, 4), { mode: 0o600 });
+      const proxy = await startProxyEntrypoint({
+        env: { CADDY_SECRETS_DIR: secrets.dir, AUTH_USERNAME: USER, AUTH_PASSWORD: PASSWORD },
+        upstream: double.hostPort,
+      });
+      started.push(proxy);
+      expect((await httpRequest(proxy.url, "/api/2.0/mlflow/experiments/search", { headers: { authorization: basicAuth("alice", "file-password-1234") } })).status).toBe(200);
+      expect((await httpRequest(proxy.url, "/api/2.0/mlflow/experiments/search", { headers: { authorization: basicAuth(USER, PASSWORD) } })).status).toBe(401);
+      expect(proxy.output()).toMatch(/AUTH_USERNAME\/AUTH_PASSWORD are ignored/);
+    } finally {
+      secrets.cleanup();
+    }
+  });
+
+  it.each([
+    [{}, /no users: set AUTH_USERNAME and AUTH_PASSWORD/],
+    [{ AUTH_USERNAME: USER }, /AUTH_USERNAME is set but AUTH_PASSWORD is not/],
+    [{ AUTH_PASSWORD: PASSWORD }, /AUTH_PASSWORD is set but AUTH_USERNAME is not/],
+    [{ AUTH_USERNAME: USER, AUTH_PASSWORD: "short-pw" }, /AUTH_PASSWORD is shorter than 12 characters/],
+    [{ AUTH_USERNAME: "a:b", AUTH_PASSWORD: PASSWORD }, /AUTH_USERNAME may contain only/],
+    [{ AUTH_USERNAME: USER, AUTH_PASSWORD: PASSWORD, PORT: "80x" }, /PORT must be a port number/],
+  ])("refuses %o with one line that says what to set", async (env, message) => {
+    const proxy = await startProxyEntrypoint({ env: env as Record<string, string>, upstream: double.hostPort, wait: false });
+    started.push(proxy);
+    expect(await proxy.exited).toBe(1);
+    const lines = proxy.output().trim().split("\n");
+    expect(lines.filter((line) => line.includes("error:"))).toHaveLength(1);
+    expect(lines.at(-1)).toMatch(message);
+    expect(proxy.output()).not.toContain(PASSWORD);
+    expect(descendantsOf(proxy.proc.child.pid!)).toEqual([]);
+  });
+
+  it("passes another command on with the prepared environment", async () => {
+    const dir = makeTempDir("proxy-entrypoint-cmd");
+    try {
+      mkdirSync(join(dir.dir, "tmp"));
+      const result = spawnSync("sh", [PROXY_ENTRYPOINT, "sh", "-c", 'cat "$CADDY_USERS_FILE"; echo "site=$CADDY_SITE_ADDRESS pw=${AUTH_PASSWORD:-unset}"'], {
+        env: { PATH: process.env.PATH, TMPDIR: join(dir.dir, "tmp"), AUTH_USERNAME: USER, AUTH_PASSWORD: PASSWORD, PORT: "8123", CADDY_SECRETS_DIR: join(dir.dir, "none") },
+        encoding: "utf8",
+      });
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout).toMatch(new RegExp(`^${USER} \\$2a\\$`));
+      expect(result.stdout).toContain("site=:8123 pw=unset");
+      expect(existsSync(join(dir.dir, "tmp"))).toBe(true);
+    } finally {
+      dir.cleanup();
+    }
+  });
+});
+
+describe.skipIf(!shellcheck)("caddy/docker-entrypoint.sh static analysis", () => {
+  it("is clean POSIX sh for shellcheck (the caddy image's sh is busybox)", () => {
+    const result = spawnSync(shellcheck!, ["--shell=sh", "--severity=style", PROXY_ENTRYPOINT], { encoding: "utf8" });
+    expect(result.stdout + result.stderr).toBe("");
+    expect(result.status).toBe(0);
+  });
+});
