@@ -18,29 +18,33 @@ import Database from "better-sqlite3";
 import { createRequire } from "node:module";
 import { dirname } from "node:path";
 
-const kept: object[] = [];
-
-/** How many better-sqlite3 objects this thread keeps (for the tests). */
-export function keptObjects(): number {
-  return kept.length;
-}
+// On the addon object itself: a second copy of this module in the same thread (vitest loads modules anew per test
+// file) finds the addon already patched and shares its list.
+const KEPT = Symbol.for("mlflow-stack.sqlite.kept");
 
 interface NativeAddon {
   Database: new (...args: unknown[]) => object;
   Statement: { prototype: Record<string, unknown> };
+  [KEPT]?: object[];
 }
 
-function keepEveryNativeObject() {
-  const require = createRequire(import.meta.url);
-  const pkg = require.resolve("better-sqlite3/package.json");
-  // The addon object better-sqlite3 itself loads (lib/database.js: require('bindings')('better_sqlite3.node')); Node
-  // loads an addon once per thread, so this is the same object.
+/** The addon object better-sqlite3 itself loads (lib/database.js: require('bindings')('better_sqlite3.node')); Node
+ * loads an addon once per thread, so this is the same object. */
+function nativeAddon(): NativeAddon {
+  const pkg = createRequire(import.meta.url).resolve("better-sqlite3/package.json");
   const addon = createRequire(pkg)("bindings")({ bindings: "better_sqlite3.node", module_root: dirname(pkg) }) as NativeAddon;
   if (typeof addon.Database !== "function" || typeof addon.Statement?.prototype?.iterate !== "function") {
     throw new Error("better-sqlite3's native addon has an unexpected shape; scripts/lib/migrate/sqlite.ts needs updating");
   }
-  const NativeDatabase = addon.Database;
+  return addon;
+}
+
+function keepEveryNativeObject(addon: NativeAddon): object[] {
+  const existing = addon[KEPT];
+  if (existing) return existing;
+  const kept: object[] = [];
   const keep = <T>(o: T): T => (kept.push(o as object), o);
+  const NativeDatabase = addon.Database;
   // Objects the native code makes and hands back: statements (also pragma's), iterators, backups.
   const methods: [Record<string, unknown>, string][] = [
     [NativeDatabase.prototype as Record<string, unknown>, "prepare"],
@@ -60,8 +64,15 @@ function keepEveryNativeObject() {
       keep(this);
     }
   };
+  addon[KEPT] = kept;
+  return kept;
 }
 
-keepEveryNativeObject();
+const kept = keepEveryNativeObject(nativeAddon());
+
+/** How many better-sqlite3 objects this thread keeps (for the tests). */
+export function keptObjects(): number {
+  return kept.length;
+}
 
 export default Database;
