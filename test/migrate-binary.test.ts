@@ -1,7 +1,7 @@
 // The binary COPY path (scripts/lib/migrate/binary.ts) and the checksum of a big table (copy.ts) against a real
 // PostgreSQL: an integer too big for its `integer` column fails in one line with nothing written; a WAL-mode source
 // (where the checksum worker must not run: it could read another snapshot) hashes in the main thread and verifies.
-import Database from "better-sqlite3";
+import Database from "../scripts/lib/migrate/sqlite.ts";
 import { spawnSync } from "node:child_process";
 import { copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";

@@ -2,7 +2,7 @@
 // servers: local-stack mode (credentials from .env and secrets/, the forwarder's ports = a real PostgreSQL and a real
 // S3 server), stopping and restarting MLflow (also after a failure), and --upgrade-source on a copy.
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
-import Database from "better-sqlite3";
+import Database from "../scripts/lib/migrate/sqlite.ts";
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";

@@ -1,5 +1,5 @@
 // The migration core against a real PostgreSQL (initdb in a temp dir) and the real MLflow fixture database.
-import Database from "better-sqlite3";
+import Database from "../scripts/lib/migrate/sqlite.ts";
 import { createHash } from "node:crypto";
 import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";

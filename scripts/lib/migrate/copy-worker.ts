@@ -3,7 +3,7 @@
 //    never more ahead than its credits allow;
 //  - the checksum only (no range): hashes every row of the table, in whatever order SQLite reads it fastest, while the
 //    main thread streams the COPY text.
-import Database from "better-sqlite3";
+import Database from "./sqlite.ts";
 import { parentPort, workerData } from "node:worker_threads";
 import { UserError } from "../cli.ts";
 import { RowEncoder, type WorkerInput, type WorkerMessage } from "./copy.ts";

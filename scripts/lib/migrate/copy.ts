@@ -2,7 +2,7 @@
 // see binary.ts; else text) and, from the same source values, computes the order-independent checksum that verify.ts
 // compares with PostgreSQL's own. For a big table the checksum is computed by a worker thread reading the same
 // snapshot in parallel (copy-worker.ts), so this thread only reads and encodes.
-import type Database from "better-sqlite3";
+import type Database from "./sqlite.ts";
 import { createHash } from "node:crypto";
 import { once } from "node:events";
 import type pg from "pg";

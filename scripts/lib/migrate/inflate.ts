@@ -1,6 +1,6 @@
 // A large MLflow database for the benchmark and the kill test: the real fixture plus N generated metrics
 // (spread over its runs, full-precision doubles, some NaN and ±inf stored the way MLflow stores them).
-import Database from "better-sqlite3";
+import Database from "./sqlite.ts";
 import { copyFileSync } from "node:fs";
 
 export function inflate(fixture: string, out: string, metrics: number): { rows: number } {

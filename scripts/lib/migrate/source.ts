@@ -1,5 +1,5 @@
 // The source: an MLflow SQLite database, opened read-only (never changed), read in one snapshot.
-import Database from "better-sqlite3";
+import Database from "./sqlite.ts";
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { UserError } from "../cli.ts";
 

@@ -2,7 +2,7 @@
 // image (`mlflow db upgrade`, which the mlflow entrypoint execs like any non-server command) — on a COPY in a temp dir;
 // the original is never opened for writing. A source from a NEWER MLflow cannot be downgraded: alembic does not know
 // its revision, and that is what we report.
-import Database from "better-sqlite3";
+import Database from "./sqlite.ts";
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
