@@ -6,7 +6,7 @@ import { createInterface } from "node:readline/promises";
 import { parseCli, runCli, UsageError, UserError } from "./lib/cli.ts";
 import { parseEnv } from "./lib/envfile.ts";
 import { passwordFromFile, readIfExists } from "./lib/secrets.ts";
-import { prepareArtifacts, type ArtifactOptions } from "./lib/migrate/artifacts.ts";
+import { prepareArtifacts, surveyArtifacts, type ArtifactOptions, type PreparedArtifacts } from "./lib/migrate/artifacts.ts";
 import { docker } from "./lib/migrate/docker.ts";
 import { openLocalStack, stopMlflow, type LocalStack } from "./lib/migrate/local-stack.ts";
 import { upgradeSourceCopy } from "./lib/migrate/upgrade.ts";
@@ -17,6 +17,9 @@ const HELP = `Usage: npm run migrate -- --from FILE [options]
 
 Copies an MLflow SQLite database (and its local artifacts) into the stack's PostgreSQL and bucket, in one verified
 transaction. The target must hold MLflow's schema (start the stack once) and no data (or pass --replace).
+Before anything is written it plans the artifacts: every location in the database, by kind, the files and bytes to
+upload, and every location that points at nothing; it stops when a live run or model points at nothing. After the
+upload and before the commit every planned object is checked in the bucket (size and checksum).
 
   --from FILE            the SQLite database MLflow used (sqlite:///FILE); opened read-only, never changed
   --to URL               postgresql://user[:password]@host:port/db (password also from PGPASSWORD or --password-file);
@@ -24,14 +27,21 @@ transaction. The target must hold MLflow's schema (start the stack once) and no 
   --upgrade-source       if the source comes from an OLDER MLflow: upgrade a temp copy with the stack's image
                          (docker compose run mlflow mlflow db upgrade) and migrate that; the original stays as it is
   --password-file FILE   file holding the database password
-  --artifacts DIR        local artifact folder (mlartifacts/ or mlruns/); default: found from the database's file:// locations
-  --artifact-root PATH   the path the database recorded for that folder (default: inferred from the experiments)
-  --no-artifacts         copy the database only
+  --artifacts DIR        the artifact folder here: for file:// locations the folder they name (default: that path, if it
+                         is here); for mlflow-artifacts:/ ones the old server's --artifacts-destination (default
+                         ./mlartifacts beside the --from file)
+  --artifact-root PATH   the path the database recorded for DIR (default: the common parent of the experiments' folders)
+  --allow-missing-artifacts  migrate although live runs/models point at nothing (they are listed)
+  --no-artifacts         copy the database only (the runs then point at nothing in the stack)
   --s3-endpoint URL      S3 endpoint for the artifacts (default: $MLFLOW_S3_ENDPOINT_URL)
   --bucket NAME          bucket (default: $MLFLOW_BUCKET, else MLFLOW_BUCKET from .env)
                          S3 keys: $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY (or --s3-secret-file FILE)
   --s3-secret-file FILE  file holding the S3 secret key
-  --replace              overwrite a target that already holds data (all of it is deleted in the same transaction)
+  --replace              overwrite a target that already holds data (all of it is deleted in the same transaction;
+                         the replaced data's objects stay in the bucket: nothing in S3 is deleted)
+  --replace-invalid-text store text that is not valid UTF-8, NUL bytes and BLOBs in text columns with U+FFFD in place
+                         of the bad bytes, and list each one (default: refuse, naming table, column and row)
+  --keep-webhooks-active copy the registry webhooks as they are (default: copied DISABLED; they call the old URLs)
   --dry-run              check everything and print what would be copied; write nothing
   --workers N            threads reading and encoding big tables (default 0: this one; try 2-4 on idle cores)
   --yes                  do not ask for confirmation
@@ -68,6 +78,9 @@ const OPTIONS = {
   artifacts: { type: "string" },
   "artifact-root": { type: "string" },
   "no-artifacts": { type: "boolean" },
+  "allow-missing-artifacts": { type: "boolean" },
+  "replace-invalid-text": { type: "boolean" },
+  "keep-webhooks-active": { type: "boolean" },
   "s3-endpoint": { type: "string" },
   bucket: { type: "string" },
   "s3-secret-file": { type: "string" },
@@ -151,11 +164,15 @@ async function run(
   d: ReturnType<typeof docker>,
 ): Promise<number> {
 
+  if (values["no-artifacts"] && (values.artifacts || values["artifact-root"] || values["allow-missing-artifacts"])) {
+    throw new UsageError("--no-artifacts copies no artifacts: drop --artifacts, --artifact-root and --allow-missing-artifacts, or --no-artifacts");
+  }
   let artifacts: ArtifactOptions | undefined;
   if (!values["no-artifacts"]) {
     artifacts = {
       dir: values.artifacts,
       root: values["artifact-root"],
+      allowMissing: values["allow-missing-artifacts"],
       endpoint: values["s3-endpoint"] ?? stack?.s3.endpoint ?? process.env.MLFLOW_S3_ENDPOINT_URL,
       bucket: values.bucket ?? stack?.s3.bucket ?? process.env.MLFLOW_BUCKET ?? envFileValue("MLFLOW_BUCKET"),
       accessKeyId: stack && !values["s3-endpoint"] ? stack.s3.accessKeyId : process.env.AWS_ACCESS_KEY_ID,
@@ -169,10 +186,12 @@ async function run(
   }
 
   const onEvent = (e: MigrateEvent) => progress(e);
-  const prepared = await prepareArtifacts(values.from!, artifacts, (m) => progress({ type: "phase", message: m }));
+  progress({ type: "phase", message: "planning the artifacts (nothing is written yet)" });
+  const prepared: PreparedArtifacts | undefined = artifacts ? await prepareArtifacts(values.from!, artifacts, (m) => progress({ type: "phase", message: m })) : undefined;
+  const artifactPlan = prepared?.plan ?? surveyArtifacts(values.from!);
   const confirm = async (plan: Plan) => {
     if (values.yes) return true;
-    const extra = prepared ? `, upload ${prepared.plan.files} artifact files (${prepared.plan.bytes} bytes) to s3://${prepared.plan.bucket}` : "";
+    const extra = prepared?.plan.bucket ? `, upload ${prepared.plan.files} artifact files (${prepared.plan.bytes} bytes) to s3://${prepared.plan.bucket}` : "";
     return ask(`Copy ${plan.totalRows} rows from ${plan.source} into ${plan.target}${plan.replace ? " (REPLACING its data)" : ""}${extra}? [y/N] `);
   };
   let result;
@@ -185,9 +204,12 @@ async function run(
     upgradeSource: values["upgrade-source"] ? (revisions) => upgradeSourceCopy(values.from!, revisions, d, (m) => progress({ type: "phase", message: m })) : undefined,
     replace: values.replace,
     dryRun: values["dry-run"],
-    artifactRoot: prepared?.plan.root,
+    locationRewrites: prepared?.rewrites,
+    replaceInvalidText: values["replace-invalid-text"],
+    keepWebhooksActive: values["keep-webhooks-active"],
     confirm,
     beforeCopy: prepared ? async () => void (await prepared.upload((m) => progress({ type: "phase", message: m }))) : undefined,
+    beforeCommit: prepared ? async () => void (await prepared.verify((m) => progress({ type: "phase", message: m }))) : undefined,
     onEvent,
     });
   } finally {
@@ -195,9 +217,9 @@ async function run(
   }
   const artifactResult = prepared?.result();
   if (json) {
-    process.stdout.write(JSON.stringify({ ...result, artifacts: artifactResult ?? prepared?.plan ?? null }, null, 2) + "\n");
+    process.stdout.write(JSON.stringify({ ...result, artifacts: { plan: artifactPlan, result: artifactResult ?? null } }, null, 2) + "\n");
   } else {
-    process.stdout.write(formatSummary(result, prepared?.plan, artifactResult) + "\n");
+    process.stdout.write(formatSummary(result, artifactPlan, artifactResult) + "\n");
   }
   return 0;
 }
