@@ -34,8 +34,11 @@ export function findBadText(source: Source, catalog: Catalog, tables: string[]):
     if (cols.length === 0 || src.rows === 0) continue;
     const pk = (source.db.prepare(`select name from pragma_table_info(?) where pk > 0 order by pk`).all(name) as { name: string }[]).map((r) => r.name);
     const keyCols = pk.length ? pk : ["rowid"];
-    // Pure-ASCII text has as many characters as bytes (and length() stops at a NUL): only other rows are read.
-    const suspect = cols.map((c) => `typeof(${quoteSqlite(c)}) = 'blob' or length(cast(${quoteSqlite(c)} as blob)) <> length(${quoteSqlite(c)})`).join(" or ");
+    // Only rows with a BLOB, a NUL (length() of text stops there) or a byte outside ASCII are read and checked here.
+    const suspect = cols
+      .map((c) => quoteSqlite(c))
+      .map((c) => `typeof(${c}) = 'blob' or length(cast(${c} as blob)) <> length(${c}) or ${c} glob '*[^' || char(1) || '-' || char(127) || ']*'`)
+      .join(" or ");
     const sql = `select ${keyCols.map((k) => (k === "rowid" ? "rowid" : quoteSqlite(k))).join(", ")}, ${cols.map((c) => `typeof(${quoteSqlite(c)}), cast(${quoteSqlite(c)} as blob)`).join(", ")} from ${quoteSqlite(name)} where ${suspect}`;
     for (const r of source.db.prepare(sql).raw(true).all() as unknown[][]) {
       const row = keyCols.map((k, i) => `${k}=${r[i] instanceof Buffer ? show(r[i] as Buffer) : String(r[i])}`).join(", ");
