@@ -376,3 +376,83 @@ describe.skipIf(!initdbPath)("migrate: every artifact layout (issue 7)", () => {
     expect(r.rows[0].runs).toBe(0);
   }, 120_000);
 });
+
+describe.skipIf(!initdbPath)("migrate: expected failures are one line (issue 7)", () => {
+  let server: TestPostgres;
+  let tmp: { dir: string; cleanup: () => void };
+  beforeAll(async () => {
+    server = await startPostgres();
+    tmp = makeTempDir("migrate-failures");
+  });
+  afterAll(async () => {
+    await server?.stop();
+    tmp?.cleanup();
+  });
+  const cli = (db: string, args: string[]) =>
+    spawnSync(process.execPath, ["--import", "tsx", "scripts/migrate.ts", "--to", `postgresql://${server.user}@127.0.0.1:${server.port}/${db}`, "--yes", "--no-artifacts", ...args], {
+      cwd: ROOT,
+      encoding: "utf8",
+      timeout: 120_000,
+      env: { ...process.env, PGPASSWORD: server.password },
+    });
+  const empty = async (db: string) => {
+    const r = await server.query<{ runs: number; exps: number }>(`select (select count(*)::int from runs) as runs, (select count(*)::int from experiments) as exps`, [], db);
+    expect(r.rows[0]).toEqual({ runs: 0, exps: 1 });
+  };
+
+  it("a hot journal left by a crashed writer (SQLITE_READONLY): says how to recover a copy; the source stays as it is", async () => {
+    const src = source(join(tmp.dir, "hot", "mlflow.db"));
+    // A writer that dies in the middle of a transaction (a small cache makes it write to the file before COMMIT).
+    const writer = spawnSync(
+      process.execPath,
+      ["-e", `const D = require("better-sqlite3"); const db = new D(${JSON.stringify(src)}); db.pragma("cache_size = 1"); db.exec("begin"); for (let i = 0; i < 50; i++) db.exec("update params set value = value || 'x'"); process.kill(process.pid, "SIGKILL");`],
+      { cwd: ROOT },
+    );
+    expect(writer.signal).toBe("SIGKILL");
+    const before = [readFileSync(src), readFileSync(src + "-journal")];
+    await createMlflowDatabase(server, "hot");
+    const r = cli("hot", ["--from", src]);
+    expect(r.status).toBe(1);
+    expect(failure(r)).toMatch(/^migrate: .*mlflow\.db has a hot journal \(.*mlflow\.db-journal, left by a writer that crashed\).*SQLITE_READONLY.* migrate the copy; nothing was written$/);
+    expect(readFileSync(src).equals(before[0]) && readFileSync(src + "-journal").equals(before[1])).toBe(true);
+    await empty("hot");
+  }, 60_000);
+
+  it("a left-over migration session (after kill -9) is named with how to end it, not 'stop the MLflow server'", async () => {
+    await createMlflowDatabase(server, "leftover");
+    const { default: pg } = await import("pg");
+    const stale = new pg.Client({ connectionString: server.url("leftover"), application_name: "mlflow-stack-migrate" });
+    await stale.connect();
+    try {
+      await stale.query("begin");
+      const pid = (await stale.query<{ pid: number }>("select pg_backend_pid() as pid")).rows[0].pid;
+      const r = cli("leftover", ["--from", FIXTURE_DB]);
+      expect(r.status).toBe(1);
+      const line = failure(r);
+      expect(line).toMatch(new RegExp(`^migrate: a migration's session is still open on the target \\(pid ${pid}, idle in transaction since .*\\) — wait for it to finish, or end it .* with: select pg_terminate_backend\\(${pid}\\); then re-run; nothing was written$`));
+      expect(line).not.toMatch(/stop the MLflow server/);
+    } finally {
+      await stale.end();
+    }
+    await empty("leftover");
+  }, 60_000);
+
+  it("a value over a column's limit (SQLite does not enforce varchar(N)): one line, rolled back", async () => {
+    const src = source(join(tmp.dir, "long.db"), `update runs set name = printf('%.300c', 'n') where run_uuid = '9ba3cb9b174a440a8ec6859ecbb7e743';`);
+    await createMlflowDatabase(server, "long");
+    const r = cli("long", ["--from", src]);
+    expect(r.status).toBe(1);
+    expect(failure(r)).toMatch(/^migrate: a source value is longer than its target column allows \(value too long for type character varying\(250\).*\) — .*; rolled back, nothing was written$/);
+    await empty("long");
+  }, 60_000);
+
+  it("an unreachable network (ENETUNREACH) for PostgreSQL or S3 is one line", async () => {
+    const { targetFailure } = await import("../scripts/lib/migrate/target.ts");
+    const { s3Failure } = await import("../scripts/lib/migrate/artifacts.ts");
+    const unreachable = Object.assign(new Error("connect ENETUNREACH 10.1.2.3:5432"), { code: "ENETUNREACH" });
+    expect(targetFailure("postgresql://u:secret@10.1.2.3:5432/db", unreachable).message).toBe(
+      "cannot reach PostgreSQL at postgresql://u:***@10.1.2.3:5432/db (ENETUNREACH) — is it running and is the address right? Nothing was written",
+    );
+    expect(s3Failure(unreachable, "bucket mlflow").message).toBe("bucket mlflow: cannot reach the S3 server (ENETUNREACH) — is it running and is --s3-endpoint right?");
+  });
+});

@@ -31,7 +31,7 @@ export function sqliteFailure(path: string, error: unknown): UserError | undefin
   if (code.startsWith("SQLITE_READONLY")) {
     // Read-only access cannot roll back a hot journal (a writer crashed mid-transaction) nor set up a WAL index.
     return existsSync(`${path}-journal`)
-      ? new UserError(`${path} has a hot journal (${path}-journal, left by a writer that crashed), which a read-only open cannot roll back (${code}) — copy both files to a new folder, run sqlite3 COPY.db "pragma integrity_check" there (that rolls the journal back), and migrate the copy; nothing was written`)
+      ? new UserError(`${path} has a hot journal (${path}-journal, left by a writer that crashed), which a read-only open cannot roll back (${code}) — copy both files (same names) to another folder, run sqlite3 on the copy there (sqlite3 COPY "pragma integrity_check" rolls the journal back) and migrate the copy; nothing was written`)
       : new UserError(`${path} cannot be opened read-only (${code}: ${message}) — copy it (with its -wal file, if any) to a writable folder and migrate the copy; nothing was written`);
   }
   if (code === "SQLITE_CANTOPEN" && existsSync(`${path}-wal`)) {
