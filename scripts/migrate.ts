@@ -13,6 +13,8 @@ import { upgradeSourceCopy } from "./lib/migrate/upgrade.ts";
 import { migrate, type MigrateEvent, type Plan } from "./lib/migrate/migrate.ts";
 import { formatSummary, progressPrinter } from "./lib/migrate/report.ts";
 
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true"; // as smoke.ts: a notice, not a migrate problem
+
 const HELP = `Usage: npm run migrate -- --from FILE [options]
 
 Copies an MLflow SQLite database (and its local artifacts) into the stack's PostgreSQL and bucket, in one verified
@@ -92,6 +94,14 @@ const OPTIONS = {
   json: { type: "boolean" },
 } as const;
 
+/** System errors a user can meet and fix (a read-only or full disk, too many open files): one line, not a bug report. */
+function systemFailure(error: unknown): unknown {
+  const e = error as NodeJS.ErrnoException;
+  if (error instanceof UserError || !e || typeof e.code !== "string") return error;
+  if (!["EACCES", "EPERM", "EROFS", "ENOSPC", "EMFILE", "ENFILE", "EDQUOT"].includes(e.code)) return error;
+  return new UserError(`${e.message.split("\n")[0]} — ${e.code === "ENOSPC" || e.code === "EDQUOT" ? "free some space" : e.code.startsWith("E") && e.code.endsWith("FILE") ? "raise the open-files limit (ulimit -n)" : "check the permissions of that path (a read-only folder?)"}, then re-run; nothing was written to the target`);
+}
+
 async function main(): Promise<number> {
   const { values } = parseCli("migrate", process.argv.slice(2), OPTIONS);
   if (values.help) {
@@ -144,6 +154,8 @@ async function main(): Promise<number> {
       }
     }
     return await run(values, to, password, stack, json, progress, ask, d);
+  } catch (error) {
+    throw systemFailure(error);
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
@@ -186,7 +198,6 @@ async function run(
   }
 
   const onEvent = (e: MigrateEvent) => progress(e);
-  progress({ type: "phase", message: "planning the artifacts (nothing is written yet)" });
   const prepared: PreparedArtifacts | undefined = artifacts ? await prepareArtifacts(values.from!, artifacts, (m) => progress({ type: "phase", message: m })) : undefined;
   const artifactPlan = prepared?.plan ?? surveyArtifacts(values.from!);
   const confirm = async (plan: Plan) => {
