@@ -109,6 +109,9 @@ async function main(): Promise<number> {
     return 0;
   }
   if (!values.from) throw new UsageError("--from FILE is required (the SQLite database MLflow used); see --help");
+  if (values["no-artifacts"] && (values.artifacts || values["artifact-root"] || values["allow-missing-artifacts"])) {
+    throw new UsageError("--no-artifacts copies no artifacts: drop --artifacts, --artifact-root and --allow-missing-artifacts, or --no-artifacts");
+  }
   const json = !!values.json;
   const interactive = process.stdin.isTTY && process.stderr.isTTY;
   if (!values.yes && !values["dry-run"] && !interactive) throw new UsageError("not on a terminal: pass --yes to migrate without confirmation");
@@ -176,9 +179,6 @@ async function run(
   d: ReturnType<typeof docker>,
 ): Promise<number> {
 
-  if (values["no-artifacts"] && (values.artifacts || values["artifact-root"] || values["allow-missing-artifacts"])) {
-    throw new UsageError("--no-artifacts copies no artifacts: drop --artifacts, --artifact-root and --allow-missing-artifacts, or --no-artifacts");
-  }
   let artifacts: ArtifactOptions | undefined;
   if (!values["no-artifacts"]) {
     artifacts = {
