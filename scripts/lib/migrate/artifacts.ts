@@ -98,6 +98,7 @@ export function readLocations(from: string): LocationRow[] {
     for (const { table, column, id, live, required, where } of LOCATION_COLUMNS) {
       const t = source.tables.get(table);
       if (!t || !t.columns.includes(column)) continue;
+      // An older schema without the stage column: every row counts as live (the stricter reading).
       const liveSql = live.split(/\b/).some((w) => /^(lifecycle_stage|current_stage)$/.test(w) && !t.columns.includes(w)) ? "1 = 1" : live;
       const sql = `select cast(${id} as text) as id, ${quoteSqlite(column)} as location, (${liveSql}) as live from ${quoteSqlite(table)}
         where ${quoteSqlite(column)} is not null and ${quoteSqlite(column)} <> ''${where ? ` and ${where}` : ""}`;
