@@ -6,17 +6,22 @@ import { createInterface } from "node:readline/promises";
 import { parseCli, runCli, UsageError, UserError } from "./lib/cli.ts";
 import { parseEnv } from "./lib/envfile.ts";
 import { passwordFromFile, readIfExists } from "./lib/secrets.ts";
-import { prepareArtifacts, type ArtifactOptions } from "./lib/migrate/artifacts.ts";
+import { prepareArtifacts, surveyArtifacts, type ArtifactOptions, type PreparedArtifacts } from "./lib/migrate/artifacts.ts";
 import { docker } from "./lib/migrate/docker.ts";
 import { openLocalStack, stopMlflow, type LocalStack } from "./lib/migrate/local-stack.ts";
 import { upgradeSourceCopy } from "./lib/migrate/upgrade.ts";
 import { migrate, type MigrateEvent, type Plan } from "./lib/migrate/migrate.ts";
 import { formatSummary, progressPrinter } from "./lib/migrate/report.ts";
 
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true"; // as smoke.ts: a notice, not a migrate problem
+
 const HELP = `Usage: npm run migrate -- --from FILE [options]
 
 Copies an MLflow SQLite database (and its local artifacts) into the stack's PostgreSQL and bucket, in one verified
 transaction. The target must hold MLflow's schema (start the stack once) and no data (or pass --replace).
+Before anything is written it plans the artifacts: every location in the database, by kind, the files and bytes to
+upload, and every location that points at nothing; it stops when a live run or model points at nothing. After the
+upload and before the commit every planned object is checked in the bucket (size and checksum).
 
   --from FILE            the SQLite database MLflow used (sqlite:///FILE); opened read-only, never changed
   --to URL               postgresql://user[:password]@host:port/db (password also from PGPASSWORD or --password-file);
@@ -24,14 +29,21 @@ transaction. The target must hold MLflow's schema (start the stack once) and no 
   --upgrade-source       if the source comes from an OLDER MLflow: upgrade a temp copy with the stack's image
                          (docker compose run mlflow mlflow db upgrade) and migrate that; the original stays as it is
   --password-file FILE   file holding the database password
-  --artifacts DIR        local artifact folder (mlartifacts/ or mlruns/); default: found from the database's file:// locations
-  --artifact-root PATH   the path the database recorded for that folder (default: inferred from the experiments)
-  --no-artifacts         copy the database only
+  --artifacts DIR        the artifact folder here: for file:// locations the folder they name (default: that path, if it
+                         is here); for mlflow-artifacts:/ ones the old server's --artifacts-destination (default
+                         ./mlartifacts beside the --from file)
+  --artifact-root PATH   the path the database recorded for DIR (default: the common parent of the experiments' folders)
+  --allow-missing-artifacts  migrate although live runs/models point at nothing (they are listed)
+  --no-artifacts         copy the database only (the runs then point at nothing in the stack)
   --s3-endpoint URL      S3 endpoint for the artifacts (default: $MLFLOW_S3_ENDPOINT_URL)
   --bucket NAME          bucket (default: $MLFLOW_BUCKET, else MLFLOW_BUCKET from .env)
                          S3 keys: $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY (or --s3-secret-file FILE)
   --s3-secret-file FILE  file holding the S3 secret key
-  --replace              overwrite a target that already holds data (all of it is deleted in the same transaction)
+  --replace              overwrite a target that already holds data (all of it is deleted in the same transaction;
+                         the replaced data's objects stay in the bucket: nothing in S3 is deleted)
+  --replace-invalid-text store text that is not valid UTF-8, NUL bytes and BLOBs in text columns with U+FFFD in place
+                         of the bad bytes, and list each one (default: refuse, naming table, column and row)
+  --keep-webhooks-active copy the registry webhooks as they are (default: copied DISABLED; they call the old URLs)
   --dry-run              check everything and print what would be copied; write nothing
   --workers N            threads reading and encoding big tables (default 0: this one; try 2-4 on idle cores)
   --yes                  do not ask for confirmation
@@ -68,6 +80,9 @@ const OPTIONS = {
   artifacts: { type: "string" },
   "artifact-root": { type: "string" },
   "no-artifacts": { type: "boolean" },
+  "allow-missing-artifacts": { type: "boolean" },
+  "replace-invalid-text": { type: "boolean" },
+  "keep-webhooks-active": { type: "boolean" },
   "s3-endpoint": { type: "string" },
   bucket: { type: "string" },
   "s3-secret-file": { type: "string" },
@@ -79,6 +94,14 @@ const OPTIONS = {
   json: { type: "boolean" },
 } as const;
 
+/** System errors a user can meet and fix (a read-only or full disk, too many open files): one line, not a bug report. */
+function systemFailure(error: unknown): unknown {
+  const e = error as NodeJS.ErrnoException;
+  if (error instanceof UserError || !e || typeof e.code !== "string") return error;
+  if (!["EACCES", "EPERM", "EROFS", "ENOSPC", "EMFILE", "ENFILE", "EDQUOT"].includes(e.code)) return error;
+  return new UserError(`${e.message.split("\n")[0]} — ${e.code === "ENOSPC" || e.code === "EDQUOT" ? "free some space" : e.code.startsWith("E") && e.code.endsWith("FILE") ? "raise the open-files limit (ulimit -n)" : "check the permissions of that path (a read-only folder?)"}, then re-run; nothing was written to the target`);
+}
+
 async function main(): Promise<number> {
   const { values } = parseCli("migrate", process.argv.slice(2), OPTIONS);
   if (values.help) {
@@ -86,6 +109,9 @@ async function main(): Promise<number> {
     return 0;
   }
   if (!values.from) throw new UsageError("--from FILE is required (the SQLite database MLflow used); see --help");
+  if (values["no-artifacts"] && (values.artifacts || values["artifact-root"] || values["allow-missing-artifacts"])) {
+    throw new UsageError("--no-artifacts copies no artifacts: drop --artifacts, --artifact-root and --allow-missing-artifacts, or --no-artifacts");
+  }
   const json = !!values.json;
   const interactive = process.stdin.isTTY && process.stderr.isTTY;
   if (!values.yes && !values["dry-run"] && !interactive) throw new UsageError("not on a terminal: pass --yes to migrate without confirmation");
@@ -131,6 +157,8 @@ async function main(): Promise<number> {
       }
     }
     return await run(values, to, password, stack, json, progress, ask, d);
+  } catch (error) {
+    throw systemFailure(error);
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
@@ -156,6 +184,7 @@ async function run(
     artifacts = {
       dir: values.artifacts,
       root: values["artifact-root"],
+      allowMissing: values["allow-missing-artifacts"],
       endpoint: values["s3-endpoint"] ?? stack?.s3.endpoint ?? process.env.MLFLOW_S3_ENDPOINT_URL,
       bucket: values.bucket ?? stack?.s3.bucket ?? process.env.MLFLOW_BUCKET ?? envFileValue("MLFLOW_BUCKET"),
       accessKeyId: stack && !values["s3-endpoint"] ? stack.s3.accessKeyId : process.env.AWS_ACCESS_KEY_ID,
@@ -169,10 +198,11 @@ async function run(
   }
 
   const onEvent = (e: MigrateEvent) => progress(e);
-  const prepared = await prepareArtifacts(values.from!, artifacts, (m) => progress({ type: "phase", message: m }));
+  const prepared: PreparedArtifacts | undefined = artifacts ? await prepareArtifacts(values.from!, artifacts, (m) => progress({ type: "phase", message: m })) : undefined;
+  const artifactPlan = prepared?.plan ?? surveyArtifacts(values.from!);
   const confirm = async (plan: Plan) => {
     if (values.yes) return true;
-    const extra = prepared ? `, upload ${prepared.plan.files} artifact files (${prepared.plan.bytes} bytes) to s3://${prepared.plan.bucket}` : "";
+    const extra = prepared?.plan.bucket ? `, upload ${prepared.plan.files} artifact files (${prepared.plan.bytes} bytes) to s3://${prepared.plan.bucket}` : "";
     return ask(`Copy ${plan.totalRows} rows from ${plan.source} into ${plan.target}${plan.replace ? " (REPLACING its data)" : ""}${extra}? [y/N] `);
   };
   let result;
@@ -185,9 +215,12 @@ async function run(
     upgradeSource: values["upgrade-source"] ? (revisions) => upgradeSourceCopy(values.from!, revisions, d, (m) => progress({ type: "phase", message: m })) : undefined,
     replace: values.replace,
     dryRun: values["dry-run"],
-    artifactRoot: prepared?.plan.root,
+    locationRewrites: prepared?.rewrites,
+    replaceInvalidText: values["replace-invalid-text"],
+    keepWebhooksActive: values["keep-webhooks-active"],
     confirm,
     beforeCopy: prepared ? async () => void (await prepared.upload((m) => progress({ type: "phase", message: m }))) : undefined,
+    beforeCommit: prepared ? async () => void (await prepared.verify((m) => progress({ type: "phase", message: m }))) : undefined,
     onEvent,
     });
   } finally {
@@ -195,9 +228,9 @@ async function run(
   }
   const artifactResult = prepared?.result();
   if (json) {
-    process.stdout.write(JSON.stringify({ ...result, artifacts: artifactResult ?? prepared?.plan ?? null }, null, 2) + "\n");
+    process.stdout.write(JSON.stringify({ ...result, artifacts: { plan: artifactPlan, result: artifactResult ?? null } }, null, 2) + "\n");
   } else {
-    process.stdout.write(formatSummary(result, prepared?.plan, artifactResult) + "\n");
+    process.stdout.write(formatSummary(result, artifactPlan, artifactResult) + "\n");
   }
   return 0;
 }

@@ -31,7 +31,8 @@ describe.skipIf(!initdbPath)("migrate artifacts", () => {
     tmp = makeTempDir("migrate-artifacts");
     artifacts = join(tmp.dir, "mlartifacts");
     cpSync(join(FIXTURES, "mlflow-small-artifacts"), artifacts, { recursive: true });
-    opts = { dir: artifacts, endpoint: s3server.endpoint, bucket: "mlflow", accessKeyId: s3server.accessKeyId, secretAccessKey: s3server.secretAccessKey };
+    // The fixture's own data: most live runs logged no files (no folder), so the plan is accepted knowingly here.
+    opts = { dir: artifacts, allowMissing: true, endpoint: s3server.endpoint, bucket: "mlflow", accessKeyId: s3server.accessKeyId, secretAccessKey: s3server.secretAccessKey };
   });
   afterAll(async () => {
     s3?.destroy();
@@ -41,7 +42,14 @@ describe.skipIf(!initdbPath)("migrate artifacts", () => {
 
   const run = async (db: string, replace = false) => {
     const prepared = (await prepareArtifacts(FIXTURE_DB, opts, () => {}))!;
-    const result = await migrate({ from: FIXTURE_DB, to: server.url(db), replace, artifactRoot: prepared.plan.root, beforeCopy: async () => void (await prepared.upload(() => {})) });
+    const result = await migrate({
+      from: FIXTURE_DB,
+      to: server.url(db),
+      replace,
+      locationRewrites: prepared.rewrites,
+      beforeCopy: async () => void (await prepared.upload(() => {})),
+      beforeCommit: async () => void (await prepared.verify(() => {})),
+    });
     return { result, plan: prepared.plan, uploaded: prepared.result()! };
   };
 
@@ -51,7 +59,9 @@ describe.skipIf(!initdbPath)("migrate artifacts", () => {
     expect(plan.root).toBe("/srv/mlflow-local/mlartifacts");
     const local = filesUnder(artifacts);
     expect(local.length).toBeGreaterThan(5);
-    expect(uploaded).toMatchObject({ uploaded: local.length, skipped: 0 });
+    expect(uploaded).toMatchObject({ uploaded: local.length, skipped: 0, verified: local.length });
+    expect(result.artifactsVerified).toBe(true);
+    expect(plan.kinds).toEqual({ local: 29, server: 0, remote: 0, reference: 3 }); // 5 experiments, 14 runs, 5 models, 5 traces; models:/, runs:/, "dummy-source"
     const listed = await s3.send(new ListObjectsV2Command({ Bucket: "mlflow" }));
     expect(listed.Contents!.map((o) => o.Key).sort()).toEqual(local);
     for (const key of local) {
@@ -75,7 +85,8 @@ describe.skipIf(!initdbPath)("migrate artifacts", () => {
     expect(result.locations.find((l) => l.table === "runs")?.rows).toBe(14);
     // Runs that logged nothing have no folder: reported, not fatal.
     expect(plan.missing.length).toBeGreaterThan(0);
-    expect(plan.missing).not.toContain("file:///srv/mlflow-local/mlartifacts/exp-A/9ba3cb9b174a440a8ec6859ecbb7e743/artifacts");
+    expect(plan.missing.map((m) => m.location)).not.toContain("file:///srv/mlflow-local/mlartifacts/exp-A/9ba3cb9b174a440a8ec6859ecbb7e743/artifacts");
+    expect(plan.missing).toContainEqual(expect.objectContaining({ table: "runs", id: "94fc8973c2594413aa12e6a8a6b2762d", live: true }));
   });
 
   it("a re-run resumes: objects already there (same size and sha256) are skipped, a changed or missing one is uploaded", async () => {
@@ -90,7 +101,10 @@ describe.skipIf(!initdbPath)("migrate artifacts", () => {
 
   it("bad input: missing folder, missing bucket — one line, nothing written", async () => {
     await expect(prepareArtifacts(FIXTURE_DB, { ...opts, dir: join(tmp.dir, "nope") }, () => {})).rejects.toThrow(/artifacts folder not found/);
-    await expect(prepareArtifacts(FIXTURE_DB, { ...opts, dir: undefined }, () => {})).rejects.toThrow(/artifacts are under \/srv\/mlflow-local\/mlartifacts, which does not exist here — pass --artifacts/);
+    await expect(prepareArtifacts(FIXTURE_DB, { ...opts, dir: undefined }, () => {})).rejects.toThrow(/file:\/\/ locations are under \/srv\/mlflow-local\/mlartifacts, which is not here — pass --artifacts DIR/);
+    await expect(prepareArtifacts(FIXTURE_DB, { ...opts, allowMissing: false }, () => {})).rejects.toThrow(
+      /^1\d of 1\d live runs\/models point at nothing \(e\.g\. run .*--allow-missing-artifacts if those runs\/models really logged no files; nothing was written$/,
+    );
     await expect(prepareArtifacts(FIXTURE_DB, { ...opts, bucket: "missing" }, () => {})).rejects.toThrow(/bucket missing.*not found/);
   });
 });

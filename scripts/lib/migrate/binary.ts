@@ -38,7 +38,7 @@ export function binaryWriter(type: string, where: () => string): BinaryWriter | 
       return (v, w) => w.bytes(Buffer.isBuffer(v) ? v : Buffer.from(toText(v), "utf8"));
     case "text":
     case "character varying":
-      return (v, w) => w.text(typeof v === "string" ? v : toText(v));
+      return (v, w) => w.text(toText(v));
     default:
       return undefined;
   }

@@ -57,10 +57,11 @@ export function toIntText(value: SqliteValue, where: () => string): string {
   throw new ConversionError(`${where()}: expected an integer, found ${describe(value)}`);
 }
 
+/** A text value as PostgreSQL stores it. Invalid UTF-8 already arrives as U+FFFD (better-sqlite3 decodes with V8) and
+ * a NUL becomes U+FFFD here: both only get this far with --replace-invalid-text (text-check.ts refuses them otherwise). */
 export function toText(value: SqliteValue): string {
-  if (typeof value === "string") return value;
-  if (Buffer.isBuffer(value)) return value.toString("utf8");
-  return String(value); // SQLite numbers in a text column: their SQLite text form
+  const s = typeof value === "string" ? value : Buffer.isBuffer(value) ? value.toString("utf8") : String(value); // numbers: their SQLite text form
+  return s.includes("\0") ? s.replaceAll("\0", "\uFFFD") : s;
 }
 
 function describe(value: SqliteValue): string {

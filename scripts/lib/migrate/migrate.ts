@@ -7,9 +7,10 @@ import { UserError } from "../cli.ts";
 import { copyTable, sharedColumns, type Checksum } from "./copy.ts";
 import { resetSequences, type SequenceReset } from "./sequences.ts";
 import { openSource, type Source } from "./source.ts";
-import { connectTarget, otherSessions, readCatalog, redactUrl, targetAlembicVersion, targetFailure, userData, type Catalog } from "./target.ts";
+import { APPLICATION_NAME, connectTarget, otherSessions, readCatalog, redactUrl, targetAlembicVersion, targetFailure, userData, type Catalog } from "./target.ts";
 import { chooseRowHash, compare, targetChecksum, type VerifiedTable } from "./verify.ts";
 import { rewriteLocations, type LocationRewrite } from "./locations.ts";
+import { describeBadText, findBadText, type BadText } from "./text-check.ts";
 
 export type MigrateEvent =
   | { type: "phase"; message: string }
@@ -27,8 +28,12 @@ export interface MigrateOptions {
   workers?: number;
   /** How long to wait for table locks held by someone else before giving up. */
   lockTimeoutMs?: number;
-  /** Rewrites file:// locations under this root to mlflow-artifacts:/ (see locations.ts). */
-  artifactRoot?: string;
+  /** Artifact locations to rewrite in the copied rows: old value -> new value (artifacts.ts plans them). */
+  locationRewrites?: Map<string, string>;
+  /** Text that is not valid UTF-8, NUL bytes, BLOBs in text columns: replaced with U+FFFD and listed (default: refused). */
+  replaceInvalidText?: boolean;
+  /** Copy the source's registry webhooks as they are (default: copied deactivated, they name the old environment). */
+  keepWebhooksActive?: boolean;
   /**
    * When the source's schema revision differs from the target's: returns a copy of the source brought to the target's
    * revision (upgrade.ts), which is migrated instead. Without it a difference is refused.
@@ -38,6 +43,8 @@ export interface MigrateOptions {
   confirm?: (plan: Plan) => Promise<boolean>;
   /** Runs after the pre-flight checks and before the database transaction (the artifact upload). */
   beforeCopy?: (plan: Plan) => Promise<void>;
+  /** Runs inside the transaction just before COMMIT (the check that the artifacts are in the bucket); a throw rolls back. */
+  beforeCommit?: () => Promise<void>;
   onEvent?: (e: MigrateEvent) => void;
 }
 
@@ -51,6 +58,10 @@ export interface Plan {
   /** What the target held before (empty list = a fresh MLflow schema). */
   targetUserData: string[];
   skippedSourceTables: string[];
+  /** Text values the target cannot hold as they are (replaced with U+FFFD: only with replaceInvalidText). */
+  invalidText: BadText[];
+  /** The source's webhooks (their URLs point at the old environment). */
+  webhooks: { name: string; url: string; status: string; copiedAs: string }[];
 }
 
 export interface MigrateResult {
@@ -60,6 +71,8 @@ export interface MigrateResult {
   verified: VerifiedTable[];
   sequences: SequenceReset[];
   locations: LocationRewrite[];
+  /** true when the artifacts were checked in the bucket before the commit. */
+  artifactsVerified: boolean;
   /** Wall seconds per phase, in order (per table for the copy: "copy <table>"). */
   phases: { phase: string; seconds: number }[];
   seconds: number;
@@ -106,9 +119,31 @@ export async function preflight(source: Source, client: pg.Client, catalog: Cata
   }
   const sessions = await otherSessions(client);
   if (sessions.length && !opts.dryRun) {
-    const who = sessions.slice(0, 3).map((s) => `${s.application || "unnamed"}@${s.client}`).join(", ");
+    // A migration killed with -9 (or whose forwarder died) can leave its session open, holding its transaction.
+    const ours = sessions.filter((s) => s.application === APPLICATION_NAME);
+    if (ours.length) {
+      const s = ours[0];
+      throw new UserError(
+        `a migration's session is still open on the target (pid ${s.pid}, ${s.state}${s.since ? ` since ${s.since}` : ""}; left by a migration that was killed or is still running) — ` +
+          `wait for it to finish, or end it (its transaction is rolled back) with: select pg_terminate_backend(${s.pid}); then re-run; nothing was written`,
+      );
+    }
+    const who = sessions.slice(0, 3).map((s) => `${s.application || "unnamed"}@${s.client} pid ${s.pid}`).join(", ");
     throw new UserError(`${sessions.length} other session(s) are connected to the target (${who}) — stop the MLflow server first (the stack: docker compose stop mlflow), then re-run`);
   }
+  const invalidText = findBadText(source, catalog, tables.map((t) => t.table));
+  if (invalidText.length && !opts.replaceInvalidText) {
+    throw new UserError(
+      `${invalidText.length} text value(s) the target cannot hold as they are (e.g. ${invalidText.slice(0, 3).map(describeBadText).join("; ")}) — ` +
+        `fix them in a copy of the source, or pass --replace-invalid-text to store them with U+FFFD in place of the bad bytes (each one is listed in the report); nothing was written`,
+    );
+  }
+  const webhooks = source.tables.get("webhooks")?.columns.includes("url")
+    ? (source.db.prepare(`select name, url, status from webhooks order by name`).all() as { name: string; url: string; status: string }[]).map((w) => ({
+        ...w,
+        copiedAs: !opts.keepWebhooksActive && w.status === "ACTIVE" ? "DISABLED" : w.status,
+      }))
+    : [];
   return {
     source: source.path,
     target: redactUrl(opts.to),
@@ -118,6 +153,8 @@ export async function preflight(source: Source, client: pg.Client, catalog: Cata
     replace: existing.length > 0,
     targetUserData: existing,
     skippedSourceTables: skipped,
+    invalidText,
+    webhooks,
   };
 }
 
@@ -138,7 +175,7 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateResult> {
     }
     const plan = await preflight(source, client, catalog, opts);
     if (upgraded) plan.source = `${opts.from} (a copy upgraded to schema ${source.alembicVersion})`;
-    const result: MigrateResult = { plan, dryRun: !!opts.dryRun, committed: false, verified: [], sequences: [], locations: [], phases: [], seconds: 0, rowsPerSecond: 0 };
+    const result: MigrateResult = { plan, dryRun: !!opts.dryRun, committed: false, verified: [], sequences: [], locations: [], artifactsVerified: false, phases: [], seconds: 0, rowsPerSecond: 0 };
     result.phases.push({ phase: "open, connect, pre-flight", seconds: (performance.now() - started) / 1000 });
     if (opts.dryRun) return finish(result, started);
     if (opts.confirm && !(await opts.confirm(plan))) throw new UserError("cancelled; nothing was written");
@@ -188,7 +225,16 @@ async function copyAll(client: pg.Client, source: Source, catalog: Catalog, plan
       try {
         await q(`lock table ${list} in access exclusive mode`);
       } catch (error) {
-        if ((error as { code?: string }).code === "55P03") throw new UserError("the target tables are in use (lock timeout) — stop the MLflow server first (docker compose stop mlflow); nothing was written");
+        if ((error as { code?: string }).code === "55P03") {
+          await q("rollback").catch(() => {});
+          const others = await otherSessions(client).catch(() => []);
+          const ours = others.find((s) => s.application === APPLICATION_NAME);
+          throw new UserError(
+            ours
+              ? `the target tables are locked by another migration's session (pid ${ours.pid}) — wait for it, or end it with: select pg_terminate_backend(${ours.pid}); nothing was written`
+              : `the target tables are in use (lock timeout) — stop the MLflow server first (docker compose stop mlflow); nothing was written`,
+          );
+        }
         throw error;
       }
       // Nobody can have written since the pre-flight check now; re-check under the lock.
@@ -260,7 +306,20 @@ async function copyAll(client: pg.Client, source: Source, catalog: Catalog, plan
     if (bad.length) {
       throw new UserError(`verification failed for ${bad.map((b) => `${b.table} (rows ${b.sourceRows}/${b.targetRows})`).join(", ")} — rolled back, nothing was written`);
     }
-    if (opts.artifactRoot) result.locations = await phase("rewrite artifact locations", () => rewriteLocations(client, catalog, opts.artifactRoot!));
+    if (opts.locationRewrites?.size) {
+      emit({ type: "phase", message: "rewriting artifact locations" });
+      result.locations = await phase("rewrite artifact locations", () => rewriteLocations(client, catalog, opts.locationRewrites!));
+    }
+    // MLflow's WebhookStatus: ACTIVE or DISABLED (mlflow/entities/webhook.py; not verified against a running 3.11 here).
+    const deactivate = plan.webhooks.filter((w) => w.copiedAs !== w.status);
+    if (deactivate.length && catalog.tables.has("webhooks")) {
+      await phase("deactivate webhooks", () => q(`update ${catalog.tables.get("webhooks")!.qualified} set status = 'DISABLED' where status = 'ACTIVE'`));
+    }
+    if (opts.beforeCommit) {
+      emit({ type: "phase", message: "checking every planned artifact object in the bucket" });
+      await phase("verify artifacts", opts.beforeCommit);
+      result.artifactsVerified = true;
+    }
     emit({ type: "phase", message: "committing" });
     await phase("commit", () => q("commit"));
     result.committed = true;

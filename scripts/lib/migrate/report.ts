@@ -1,5 +1,6 @@
 // What the user reads: progress per table (rows/s, ETA; updated in place on a terminal) and the final summary.
-import type { ArtifactPlan, ArtifactResult } from "./artifacts.ts";
+import { describeMissing, type ArtifactPlan, type ArtifactResult } from "./artifacts.ts";
+import { describeBadText } from "./text-check.ts";
 import type { MigrateEvent, MigrateResult } from "./migrate.ts";
 
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
@@ -61,13 +62,40 @@ export function formatSummary(r: MigrateResult, artifacts?: ArtifactPlan, upload
     if (moved.length) lines.push(`artifact locations rewritten to mlflow-artifacts:/ — ${moved.map((l) => `${l.table}.${l.column}: ${l.rows}`).join(", ")}`);
     lines.push(`Migrated ${fmt(r.plan.totalRows)} rows in ${r.seconds.toFixed(1)} s (${fmt(r.rowsPerSecond)} rows/s), verified and committed.`);
   }
-  if (artifacts) {
-    const done = uploaded ? `${uploaded.uploaded} uploaded (${fmt(uploaded.bytesUploaded)} bytes), ${uploaded.skipped} already there` : `${artifacts.files} files, ${fmt(artifacts.bytes)} bytes to upload`;
-    lines.push(`Artifacts: ${artifacts.dir} -> s3://${artifacts.bucket}/: ${done}.`);
-    if (artifacts.missing.length) {
-      lines.push(`${artifacts.missing.length} location(s) point at nothing in ${artifacts.dir} (a run that logged no artifacts has no folder), e.g.:`);
-      for (const m of artifacts.missing.slice(0, 5)) lines.push(`  ${m}`);
-    }
+  if (artifacts) lines.push(...formatArtifacts(artifacts, uploaded, r));
+  for (const b of r.plan.invalidText) lines.push(`replaced with U+FFFD: ${describeBadText(b)}`);
+  const disabled = r.plan.webhooks.filter((w) => w.copiedAs !== w.status);
+  if (r.plan.webhooks.length) {
+    lines.push(
+      `Webhooks: ${r.plan.webhooks.length} ${r.dryRun ? "would be " : ""}copied${disabled.length ? `, ${disabled.length} of them DISABLED (they call the old environment; enable each in MLflow once its URL is right, or re-run with --keep-webhooks-active)` : ""}:`,
+    );
+    for (const w of r.plan.webhooks) lines.push(`  ${w.name}  ${w.url}  ${w.status}${w.copiedAs !== w.status ? ` -> ${w.copiedAs}` : ""}`);
   }
+  if (r.plan.replace) lines.push(`The replaced data's artifact objects stay in the bucket: migrate deletes nothing in S3.`);
   return lines.join("\n");
+}
+
+/** The artifact plan (and what became of it) in a few lines. */
+export function formatArtifacts(a: ArtifactPlan, done: ArtifactResult | undefined, r: MigrateResult): string[] {
+  const lines: string[] = [];
+  const k = a.kinds;
+  lines.push(
+    `Artifact locations: ${k.local} local (file:// or a path), ${k.server} mlflow-artifacts:/, ${k.remote} remote (kept as they are), ${k.reference} references (models:/, runs:/, …).`,
+  );
+  if (a.skipped) {
+    const live = a.missing.filter((m) => m.live && m.required);
+    lines.push(`--no-artifacts: no files were copied; ${live.length} live run/model location(s) name files the stack does not have (they point at nothing there).`);
+  } else if (a.bucket) {
+    lines.push(`Artifacts: ${fmt(a.files)} files, ${fmt(a.bytes)} bytes from ${a.dir}${a.root ? ` (recorded as ${a.root})` : ""} -> s3://${a.bucket}/; ${a.rewritten} location(s) rewritten to mlflow-artifacts:/.`);
+    if (done) lines.push(`  ${done.uploaded} uploaded (${fmt(done.bytesUploaded)} bytes), ${done.skipped} already there${r.artifactsVerified ? `; all ${fmt(a.files)} checked in the bucket (size and checksum) before the commit` : ""}.`);
+  }
+  if (!a.skipped && a.missing.length) {
+    const live = a.missing.filter((m) => m.live && m.required);
+    lines.push(
+      `${a.missing.length} location(s) point at nothing${live.length ? ` (${live.length} of live runs/models${a.allowMissing ? ", accepted with --allow-missing-artifacts" : ""})` : " (deleted runs/models, experiments or traces without files)"}, e.g.:`,
+    );
+    for (const m of [...live, ...a.missing.filter((m) => !(m.live && m.required))].slice(0, 5)) lines.push(`  ${describeMissing(m)}`);
+  }
+  if (a.remote.length) lines.push(`Remote locations kept as they are (the stack's MLflow needs access to them): ${a.remote.slice(0, 3).join(", ")}${a.remote.length > 3 ? ", …" : ""}`);
+  return lines;
 }

@@ -1,6 +1,6 @@
 // The source: an MLflow SQLite database, opened read-only (never changed), read in one snapshot.
 import Database from "./sqlite.ts";
-import { closeSync, openSync, readSync, statSync } from "node:fs";
+import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs";
 import { UserError } from "../cli.ts";
 
 export interface SourceTable {
@@ -28,7 +28,16 @@ export function sqliteFailure(path: string, error: unknown): UserError | undefin
   if (code.startsWith("SQLITE_CORRUPT") || /malformed|corrupt/i.test(message)) {
     return new UserError(`${path} is a corrupt SQLite database (${message}); nothing was written`);
   }
-  if (code.startsWith("SQLITE_IOERR") || code === "SQLITE_CANTOPEN") return new UserError(`cannot read ${path}: ${message}`);
+  if (code.startsWith("SQLITE_READONLY")) {
+    // Read-only access cannot roll back a hot journal (a writer crashed mid-transaction) nor set up a WAL index.
+    return existsSync(`${path}-journal`)
+      ? new UserError(`${path} has a hot journal (${path}-journal, left by a writer that crashed), which a read-only open cannot roll back (${code}) — copy both files (same names) to another folder, run sqlite3 on the copy there (sqlite3 COPY "pragma integrity_check" rolls the journal back) and migrate the copy; nothing was written`)
+      : new UserError(`${path} cannot be opened read-only (${code}: ${message}) — copy it (with its -wal file, if any) to a writable folder and migrate the copy; nothing was written`);
+  }
+  if (code === "SQLITE_CANTOPEN" && existsSync(`${path}-wal`)) {
+    return new UserError(`cannot open ${path} (${message}): a WAL database needs its folder writable for the -shm file — copy it with its -wal file to a writable folder and migrate the copy; nothing was written`);
+  }
+  if (code.startsWith("SQLITE_IOERR") || code.startsWith("SQLITE_CANTOPEN") || code === "SQLITE_BUSY") return new UserError(`cannot read ${path}: ${message} (${code}) — nothing was written`);
   return undefined;
 }
 

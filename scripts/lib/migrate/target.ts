@@ -46,6 +46,9 @@ export function redactUrl(url: string): string {
   }
 }
 
+/** The application_name of the migration's own sessions (a left-over one is recognised by it). */
+export const APPLICATION_NAME = "mlflow-stack-migrate";
+
 /** Connects, turning the usual failures into one line that says what to do. */
 export async function connectTarget(url: string, password?: string): Promise<pg.Client> {
   let config: pg.ClientConfig;
@@ -54,7 +57,7 @@ export async function connectTarget(url: string, password?: string): Promise<pg.
     if (!/^postgres(ql)?:$/.test(u.protocol)) throw new Error("scheme");
     // A password from a file goes into the connection string (pg lets the string's absent password win otherwise).
     if (password !== undefined && !u.password) u.password = encodeURIComponent(password);
-    config = { connectionString: u.toString(), application_name: "mlflow-stack-migrate" };
+    config = { connectionString: u.toString(), application_name: APPLICATION_NAME };
   } catch {
     throw new UserError(`--to must be a URL like postgresql://user@host:5432/db, got ${JSON.stringify(redactUrl(url))}`);
   }
@@ -70,7 +73,8 @@ export async function connectTarget(url: string, password?: string): Promise<pg.
 }
 
 export function targetFailure(url: string, error: unknown): Error {
-  const e = error as { code?: string; message?: string };
+  if (error instanceof UserError) return error;
+  const e = error as { code?: string; message?: string; where?: string; column?: string; table?: string };
   const where = redactUrl(url);
   switch (e.code) {
     case "28P01":
@@ -83,8 +87,22 @@ export function targetFailure(url: string, error: unknown): Error {
     case "EHOSTUNREACH":
     case "ETIMEDOUT":
     case "ECONNRESET":
-      return new UserError(`cannot reach PostgreSQL at ${where} (${e.code}) — is it running and is the address right?`);
+    case "ENETUNREACH":
+    case "EAI_AGAIN":
+    case "EADDRNOTAVAIL":
+    case "EPIPE":
+      return new UserError(`cannot reach PostgreSQL at ${where} (${e.code}) — is it running and is the address right? Nothing was written`);
+    case "22001": // string_data_right_truncation: a value longer than MLflow's varchar(N) in PostgreSQL
+      return new UserError(`a source value is longer than its target column allows (${e.message}${e.where ? `; ${e.where.split("\n")[0]}` : ""}) — SQLite does not enforce MLflow's length limits, PostgreSQL does: shorten that value in a copy of the source and migrate the copy; rolled back, nothing was written`);
+    case "22021": // character_not_in_repertoire
+    case "22P05": // untranslatable_character
+      return new UserError(`PostgreSQL refused a text value (${e.message}${e.where ? `; ${e.where.split("\n")[0]}` : ""}) — pass --replace-invalid-text to store it with U+FFFD; rolled back, nothing was written`);
+    case "57P01":
+    case "57P02":
+    case "57P03":
+      return new UserError(`PostgreSQL at ${where} ended the session (${e.message}) — rolled back, nothing was written; re-run when it is up`);
   }
+  if (e.code?.startsWith("23")) return new UserError(`the source's data breaks a rule of the target schema (${e.message}${e.table ? ` in ${e.table}` : ""}) — rolled back, nothing was written`);
   if (/timeout/i.test(e.message ?? "")) return new UserError(`cannot reach PostgreSQL at ${where} (timeout)`);
   if (/password/i.test(e.message ?? "")) return new UserError(`${e.message} for ${where} — put the password in the URL, PGPASSWORD or --password-file`);
   return error instanceof Error ? error : new Error(String(error));
@@ -180,10 +198,10 @@ export async function userData(client: pg.Client, catalog: Catalog): Promise<str
 }
 
 /** Other sessions on the target database (an MLflow server keeps a pool of them open). */
-export async function otherSessions(client: pg.Client): Promise<{ pid: number; application: string; client: string; state: string }[]> {
-  const rows = await client.query<{ pid: number; application: string; client: string | null; state: string | null }>(
-    `select pid, application_name as application, client_addr::text as client, state
+export async function otherSessions(client: pg.Client): Promise<{ pid: number; application: string; client: string; state: string; since?: string }[]> {
+  const rows = await client.query<{ pid: number; application: string; client: string | null; state: string | null; since: string | null }>(
+    `select pid, application_name as application, client_addr::text as client, state, to_char(coalesce(xact_start, backend_start), 'YYYY-MM-DD HH24:MI:SS TZ') as since
        from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'`,
   );
-  return rows.rows.map((r) => ({ pid: r.pid, application: r.application, client: r.client ?? "local socket", state: r.state ?? "unknown" }));
+  return rows.rows.map((r) => ({ pid: r.pid, application: r.application, client: r.client ?? "local socket", state: r.state ?? "unknown", since: r.since ?? undefined }));
 }
