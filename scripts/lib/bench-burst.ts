@@ -1,0 +1,130 @@
+// Wrong-password bursts against a running proxy: what they cost the proxy in CPU time (read from /proc) and what they
+// do to a valid client's latency meanwhile. Used by the proxy benchmark (bench-proxy.ts).
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { Agent, request } from "node:http";
+import { basicAuth, type RunningProxy } from "../../test/support/proxies.ts";
+
+const PATH = "/api/2.0/mlflow/experiments/search";
+
+let clockTicks: number | undefined;
+/** Kernel clock ticks per second (USER_HZ), the unit of utime/stime in /proc/<pid>/stat. */
+function ticksPerSecond(): number {
+  clockTicks ??= Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout?.trim()) || 100;
+  return clockTicks;
+}
+
+/** User + system CPU seconds the given processes have used so far (fields 14 and 15 of /proc/<pid>/stat). */
+export function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields[0] is field 3 (state)
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // exited
+    }
+  }
+  return ticks / ticksPerSecond();
+}
+
+export function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+/** One request; resolves with its status and duration in ms. */
+function timed(url: string, authorization: string, agent: Agent | false): Promise<{ status: number; ms: number }> {
+  const { hostname, port } = new URL(url);
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const req = request({ host: hostname, port, path: PATH, headers: { authorization }, agent }, (res) => {
+      res.resume();
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - started }));
+      res.on("error", () => resolve({ status: 0, ms: performance.now() - started }));
+    });
+    req.on("error", () => resolve({ status: 0, ms: performance.now() - started }));
+    req.end();
+  });
+}
+
+export interface BurstOptions {
+  /** Who the wrong passwords are for: an existing user, or a name the users file does not have. */
+  user: string;
+  /** The valid client's credentials (its requests are timed before and during the burst). */
+  valid: { user: string; password: string };
+  requests: number;
+  parallel: number;
+  /** Sequential valid requests that give the idle p99. */
+  idleSamples: number;
+}
+
+export interface BurstResult {
+  requests: number;
+  parallel: number;
+  /** CPU seconds the proxy's processes used from the burst's start to its last answer. */
+  proxyCpuSeconds: number;
+  seconds: number;
+  idleP99Ms: number;
+  burstP99Ms: number;
+  /** Valid requests timed during the burst. */
+  burstSamples: number;
+  /** Answers that were not the expected 401 (wrong) or 200 (valid): should be 0. */
+  unexpected: number;
+}
+
+/**
+ * A valid client (one keep-alive connection, sequential requests, as an MLflow client does) is timed idle, then again
+ * while `requests` distinct wrong passwords arrive `parallel` at a time, each on a new connection.
+ */
+export async function wrongPasswordBurst(proxy: RunningProxy, options: BurstOptions): Promise<BurstResult> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const validAuth = basicAuth(options.valid.user, options.valid.password);
+  let unexpected = 0;
+  const validRequest = async () => {
+    const result = await timed(proxy.url, validAuth, agent);
+    if (result.status !== 200) unexpected++;
+    return result.ms;
+  };
+  try {
+    await validRequest(); // Caddy verifies (and caches) the valid login once
+    const idle: number[] = [];
+    for (let i = 0; i < options.idleSamples; i++) idle.push(await validRequest());
+
+    const during: number[] = [];
+    let bursting = true;
+    const validLoop = (async () => {
+      while (bursting) during.push(await validRequest());
+    })();
+    const cpuBefore = cpuSeconds(proxy.pids());
+    const started = performance.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: options.parallel }, async () => {
+        while (next < options.requests) {
+          next++;
+          const wrong = basicAuth(options.user, randomBytes(30).toString("base64url"));
+          if ((await timed(proxy.url, wrong, false)).status !== 401) unexpected++;
+        }
+      }),
+    );
+    const seconds = (performance.now() - started) / 1000;
+    const proxyCpuSeconds = cpuSeconds(proxy.pids()) - cpuBefore;
+    bursting = false;
+    await validLoop;
+    return {
+      requests: options.requests,
+      parallel: options.parallel,
+      proxyCpuSeconds,
+      seconds,
+      idleP99Ms: percentile(idle, 99),
+      burstP99Ms: percentile(during, 99),
+      burstSamples: during.length,
+      unexpected,
+    };
+  } finally {
+    agent.destroy();
+  }
+}
