@@ -36,7 +36,9 @@ describe("bench:proxy", () => {
     expect(result.caddyCost).toEqual([expect.objectContaining({ cost: 4 })]);
     expect(result.nginxSchemes[0]).toMatchObject({ scheme: "{SSHA} (sshaHash)" });
     expect(result.bursts.map((r: any) => [r.target, r.scenario, r.requests, r.parallel])).toEqual([
+      ["caddy", "no-credentials", 200, 20],
       ["caddy", "generated", 200, 20],
+      ["nginx", "no-credentials", 200, 20],
       ["nginx", "generated", 200, 20],
     ]);
     for (const row of result.bursts) {

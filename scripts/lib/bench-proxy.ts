@@ -86,7 +86,7 @@ export interface CostRow {
   cachedLoginMs: number;
 }
 
-export type BurstScenario = "generated" | "chosen" | "unknown-user";
+export type BurstScenario = "no-credentials" | "generated" | "chosen" | "unknown-user";
 
 export interface BurstRow extends BurstResult {
   target: "caddy" | "nginx";
@@ -337,7 +337,8 @@ export async function runProxyBench(options: BenchOptions): Promise<BenchResult>
  * Wrong-password bursts against fresh proxies whose users files hold what bootstrap writes: "bench" with a generated
  * password (the default), "chosen" with the weakest password bootstrap accepts. A valid client ("bench") is timed
  * meanwhile. With `costly`, also the bursts the hash cost makes expensive, kept short: wrong passwords for "chosen",
- * and unknown user names (Caddy then compares against its built-in fake hash to hide which users exist).
+ * and unknown user names (Caddy then compares against its built-in fake hash to hide which users exist). The anchor:
+ * the same burst without credentials (a 401 without any hash check), what any burst of new connections costs.
  */
 async function runBursts(upstream: string, costly: boolean, progress: (line: string) => void): Promise<BurstRow[]> {
   const generated = { user: "bench", password: randomBytes(30).toString("base64url") };
@@ -345,23 +346,24 @@ async function runBursts(upstream: string, costly: boolean, progress: (line: str
   const hashes = [proxyHashes(generated.password, GENERATED_GUESSES_LOG10), proxyHashes(chosen.password, MIN_GUESSES_LOG10)];
   const caddyFile = `${generated.user} ${hashes[0].caddy}\n${chosen.user} ${hashes[1].caddy}\n`;
   const htpasswd = `${generated.user}:${hashes[0].htpasswd}\n${chosen.user}:${hashes[1].htpasswd}\n`;
-  const scenarios: { scenario: BurstScenario; user: string; requests: number }[] = [
-    { scenario: "generated", user: generated.user, requests: BURST_REQUESTS },
+  const scenarios: { scenario: BurstScenario; user: string; requests: number; rounds: number }[] = [
+    { scenario: "no-credentials", user: "", requests: BURST_REQUESTS, rounds: 5 },
+    { scenario: "generated", user: generated.user, requests: BURST_REQUESTS, rounds: 5 },
     ...(costly
       ? [
-          { scenario: "chosen" as const, user: chosen.user, requests: BURST_PARALLEL * 2 },
-          { scenario: "unknown-user" as const, user: "nobody-here", requests: 10 },
+          { scenario: "chosen" as const, user: chosen.user, requests: BURST_PARALLEL * 2, rounds: 1 },
+          { scenario: "unknown-user" as const, user: "nobody-here", requests: 10, rounds: 1 },
         ]
       : []),
   ];
   const rows: BurstRow[] = [];
   for (const target of ["caddy", "nginx"] as const) {
-    for (const { scenario, user, requests } of scenarios) {
+    for (const { scenario, user, requests, rounds } of scenarios) {
       // A fresh proxy per burst: no cache or CPU history carried over from the one before.
       const proxy = target === "caddy" ? await startCaddy({ upstream, usersFile: caddyFile }) : await startNginx({ upstream, usersFile: htpasswd });
       try {
-        progress(`${target}: ${requests} wrong passwords (${scenario}), ${BURST_PARALLEL} in parallel, while a valid client is timed`);
-        const result = await wrongPasswordBurst(proxy, { user, valid: generated, requests, parallel: BURST_PARALLEL, idleSamples: 200 });
+        progress(`${target}: ${rounds} x ${requests} wrong passwords (${scenario}), ${BURST_PARALLEL} in parallel, while a valid client is timed`);
+        const result = await wrongPasswordBurst(proxy, { user, valid: generated, requests, parallel: BURST_PARALLEL, rounds, idleSamples: 200 });
         if (result.unexpected > 0) throw new Error(`${target} burst (${scenario}): ${result.unexpected} unexpected answers`);
         rows.push({ target, scenario, ...result });
       } finally {
@@ -439,19 +441,20 @@ export function formatProxyBench(result: BenchResult): string {
   }
   if (result.bursts.length > 0) {
     const label: Record<BurstScenario, string> = {
+      "no-credentials": "(anchor: no credentials sent)",
       generated: `generated password (bcrypt ${GENERATED_COST} / {SSHA})`,
       chosen: `weakest chosen password (bcrypt ${WEAKEST_CHOSEN_COST})`,
       "unknown-user": "unknown user name",
     };
     out.push("");
-    out.push(`Wrong-password bursts, ${BURST_PARALLEL} in parallel, each on a new connection; proxy CPU from /proc; a valid client (keep-alive, sequential) timed idle (200 requests) and during the burst`);
+    out.push(`Wrong-password bursts, ${BURST_PARALLEL} in parallel, each on a new connection from a worker thread; proxy CPU from /proc (per burst, mean over the rounds); a valid client (keep-alive, sequential) timed idle (200 requests) and during the bursts`);
     out.push(
       table(
-        ["target", "wrong passwords for", "requests", "seconds", "proxy CPU s", "CPU ms/request", "idle p99 ms", "burst p99 ms", "p99 ratio", "samples"],
+        ["target", "wrong passwords for", "burst", "seconds", "proxy CPU s", "CPU ms/request", "idle p99 ms", "burst p99 ms", "p99 ratio", "samples"],
         result.bursts.map((r) => [
           r.target,
           label[r.scenario],
-          String(r.requests),
+          `${r.rounds} x ${r.requests}`,
           r.seconds.toFixed(2),
           r.proxyCpuSeconds.toFixed(2),
           ((r.proxyCpuSeconds * 1000) / r.requests).toFixed(1),
