@@ -59,7 +59,7 @@ export interface BurstOptions {
   parallel: number;
   /** Bursts in a row (the valid client's samples are pooled over them). */
   rounds: number;
-  /** Sequential valid requests that give the idle p99. */
+  /** Sequential valid requests that give the idle p99, spread over the rounds (each round's just before its burst). */
   idleSamples: number;
 }
 
@@ -118,7 +118,7 @@ Promise.all(Array.from({ length: parallel }, async () => {
 }
 
 /**
- * A valid client (one keep-alive connection, sequential requests, as an MLflow client does) is timed idle, then again
+ * A valid client (one keep-alive connection, sequential requests, as an MLflow client does) is timed idle, then
  * while `rounds` bursts of `requests` distinct wrong passwords arrive `parallel` at a time (each round one burst, so a
  * p99 rests on enough samples). CPU is per burst: the mean over the rounds.
  */
@@ -134,12 +134,12 @@ export async function wrongPasswordBurst(proxy: RunningProxy, options: BurstOpti
   try {
     await validRequest(); // Caddy verifies (and caches) the valid login once
     const idle: number[] = [];
-    for (let i = 0; i < options.idleSamples; i++) idle.push(await validRequest());
-
     const during: number[] = [];
     let cpu = 0;
     let seconds = 0;
     for (let round = 0; round < options.rounds; round++) {
+      // Idle samples right before each burst: the machine's other load drifts, so compare neighbours in time.
+      for (let i = 0; i < Math.ceil(options.idleSamples / options.rounds); i++) idle.push(await validRequest());
       let bursting = true;
       const validLoop = (async () => {
         while (bursting) during.push(await validRequest());

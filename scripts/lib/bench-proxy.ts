@@ -363,7 +363,7 @@ async function runBursts(upstream: string, costly: boolean, progress: (line: str
       const proxy = target === "caddy" ? await startCaddy({ upstream, usersFile: caddyFile }) : await startNginx({ upstream, usersFile: htpasswd });
       try {
         progress(`${target}: ${rounds} x ${requests} wrong passwords (${scenario}), ${BURST_PARALLEL} in parallel, while a valid client is timed`);
-        const result = await wrongPasswordBurst(proxy, { user, valid: generated, requests, parallel: BURST_PARALLEL, rounds, idleSamples: 200 });
+        const result = await wrongPasswordBurst(proxy, { user, valid: generated, requests, parallel: BURST_PARALLEL, rounds, idleSamples: 300 });
         if (result.unexpected > 0) throw new Error(`${target} burst (${scenario}): ${result.unexpected} unexpected answers`);
         rows.push({ target, scenario, ...result });
       } finally {
@@ -447,7 +447,7 @@ export function formatProxyBench(result: BenchResult): string {
       "unknown-user": "unknown user name",
     };
     out.push("");
-    out.push(`Wrong-password bursts, ${BURST_PARALLEL} in parallel, each on a new connection from a worker thread; proxy CPU from /proc (per burst, mean over the rounds); a valid client (keep-alive, sequential) timed idle (200 requests) and during the bursts`);
+    out.push(`Wrong-password bursts, ${BURST_PARALLEL} in parallel, each on a new connection from a worker thread; proxy CPU from /proc (per burst, mean over the rounds); a valid client (keep-alive, sequential) timed idle (60 requests before each burst) and during the bursts`);
     out.push(
       table(
         ["target", "wrong passwords for", "burst", "seconds", "proxy CPU s", "CPU ms/request", "idle p99 ms", "burst p99 ms", "p99 ratio", "samples"],
