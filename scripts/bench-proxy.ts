@@ -21,6 +21,7 @@ Options:
   --upload-mib <n>     upload size in MiB (default 2048)
   --costs <list>       bcrypt costs to time through Caddy, comma-separated (default 4,10,11; "none" to skip)
   --no-schemes         skip the nginx hash scheme comparison
+  --burst-rounds <n>   bursts of 200 wrong passwords per proxy and scenario, samples pooled (default 5)
   --no-costly-bursts   skip the bursts that are expensive by design (wrong passwords of a chosen-password user,
                        unknown user names; about 30 CPU-seconds on Caddy)
   --strict             exit with status 1 when a goal is missed
@@ -42,6 +43,7 @@ await runCli(SCRIPT, async () => {
     costs: { type: "string" },
     "no-schemes": { type: "boolean" },
     "no-costly-bursts": { type: "boolean" },
+    "burst-rounds": { type: "string" },
     strict: { type: "boolean" },
     json: { type: "boolean" },
   });
@@ -65,6 +67,7 @@ await runCli(SCRIPT, async () => {
     costs,
     schemes: !values["no-schemes"],
     costlyBursts: !values["no-costly-bursts"],
+    burstRounds: Math.round(positive("burst-rounds", values["burst-rounds"], 5)),
     progress: (line) => process.stderr.write(`${SCRIPT}: ${line}\n`),
   });
   if (values.json) console.log(JSON.stringify(result, null, 2));

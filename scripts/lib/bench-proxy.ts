@@ -46,6 +46,8 @@ export interface BenchOptions {
   schemes: boolean;
   /** Also time the expensive bursts (wrong passwords of a chosen-password user, unknown user names). */
   costlyBursts: boolean;
+  /** Bursts of 200 in a row per proxy for the cheap scenarios (the p99s pool their samples). */
+  burstRounds: number;
   progress: (line: string) => void;
 }
 
@@ -297,7 +299,7 @@ export async function runProxyBench(options: BenchOptions): Promise<BenchResult>
       }
     }
 
-    const bursts = await runBursts(upstream.hostPort, options.costlyBursts, progress);
+    const bursts = await runBursts(upstream.hostPort, options.costlyBursts, options.burstRounds, progress);
 
     // The schemes nginx could verify, one user each on one nginx: why generated passwords get {SSHA} (password-hashes.ts).
     const nginxSchemes: SchemeRow[] = [];
@@ -325,7 +327,7 @@ export async function runProxyBench(options: BenchOptions): Promise<BenchResult>
       }
     }
 
-    const settings = { durationSeconds: options.durationSeconds, concurrency: options.concurrency, uploadBytes: options.uploadBytes, costs: options.costs, schemes: options.schemes, costlyBursts: options.costlyBursts };
+    const settings = { durationSeconds: options.durationSeconds, concurrency: options.concurrency, uploadBytes: options.uploadBytes, costs: options.costs, schemes: options.schemes, costlyBursts: options.costlyBursts, burstRounds: options.burstRounds };
     return { machine, nginxSchemes, options: settings, throughput, upload, caddyCost, bursts, goals: goals(throughput, upload, bursts) };
   } finally {
     for (const proxy of running) await proxy.stop();
@@ -340,15 +342,15 @@ export async function runProxyBench(options: BenchOptions): Promise<BenchResult>
  * and unknown user names (Caddy then compares against its built-in fake hash to hide which users exist). The anchor:
  * the same burst without credentials (a 401 without any hash check), what any burst of new connections costs.
  */
-async function runBursts(upstream: string, costly: boolean, progress: (line: string) => void): Promise<BurstRow[]> {
+async function runBursts(upstream: string, costly: boolean, rounds: number, progress: (line: string) => void): Promise<BurstRow[]> {
   const generated = { user: "bench", password: randomBytes(30).toString("base64url") };
   const chosen = { user: "chosen", password: randomBytes(24).toString("base64url") };
   const hashes = [proxyHashes(generated.password, GENERATED_GUESSES_LOG10), proxyHashes(chosen.password, MIN_GUESSES_LOG10)];
   const caddyFile = `${generated.user} ${hashes[0].caddy}\n${chosen.user} ${hashes[1].caddy}\n`;
   const htpasswd = `${generated.user}:${hashes[0].htpasswd}\n${chosen.user}:${hashes[1].htpasswd}\n`;
   const scenarios: { scenario: BurstScenario; user: string; requests: number; rounds: number }[] = [
-    { scenario: "no-credentials", user: "", requests: BURST_REQUESTS, rounds: 5 },
-    { scenario: "generated", user: generated.user, requests: BURST_REQUESTS, rounds: 5 },
+    { scenario: "no-credentials", user: "", requests: BURST_REQUESTS, rounds },
+    { scenario: "generated", user: generated.user, requests: BURST_REQUESTS, rounds },
     ...(costly
       ? [
           { scenario: "chosen" as const, user: chosen.user, requests: BURST_PARALLEL * 2, rounds: 1 },
