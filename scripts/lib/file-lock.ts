@@ -30,16 +30,17 @@ function processAlive(pid: number): boolean {
 }
 
 /**
- * Whether the lock at `path` was left by a run that is gone: its pid no longer runs, or (a run killed between creating
- * the file and writing its pid) it has no pid and is older than `staleMs`.
+ * The content of the lock at `path` when a run that is gone left it: its pid no longer runs, or (a run killed between
+ * creating the file and writing its pid) it has no pid and is older than `staleMs`. Undefined while it is held.
  */
-function isStale(path: string, staleMs: number): boolean {
+function staleContent(path: string, staleMs: number): string | undefined {
   try {
-    const pid = Number(readFileSync(path, "utf8").trim());
-    if (Number.isInteger(pid) && pid > 0) return !processAlive(pid);
-    return Date.now() - statSync(path).mtimeMs >= staleMs;
+    const content = readFileSync(path, "utf8");
+    const pid = Number(content.trim());
+    if (content.trim() !== "" && Number.isInteger(pid) && pid > 0) return processAlive(pid) ? undefined : content;
+    return Date.now() - statSync(path).mtimeMs >= staleMs ? content : undefined;
   } catch (error) {
-    if (errorCode(error) === "ENOENT") return false; // released meanwhile: just try again
+    if (errorCode(error) === "ENOENT") return undefined; // released meanwhile: just try again
     throw error;
   }
 }
@@ -73,9 +74,12 @@ export function withFileLock<T>(path: string, fn: () => T, { timeoutMs = 30_000,
   const deadline = Date.now() + timeoutMs;
   let wait = 5;
   while (!tryAcquire(path)) {
-    if (isStale(path, staleMs)) {
+    const stale = staleContent(path, staleMs);
+    if (stale !== undefined) {
+      // Two runs may find the same stale lock: the second must not remove the one the first has just created, so
+      // remove it only if it still holds what made it stale (a window of microseconds remains; Node has no flock()).
       try {
-        unlinkSync(path);
+        if (readFileSync(path, "utf8") === stale) unlinkSync(path);
       } catch (error) {
         if (errorCode(error) !== "ENOENT") throw error;
       }
