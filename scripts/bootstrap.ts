@@ -2,7 +2,7 @@
 import { resolve } from "node:path";
 import { bootstrap, DEFAULT_USER, type BootstrapResult } from "./lib/bootstrap.ts";
 import { parseCli, runCli, UsageError, UserError } from "./lib/cli.ts";
-import { MIN_PASSWORD_LENGTH } from "./lib/passwords.ts";
+import { MIN_GUESSES_LOG10, MIN_PASSWORD_LENGTH } from "./lib/passwords.ts";
 import { passwordFromFile } from "./lib/secrets.ts";
 
 const SCRIPT = "bootstrap";
@@ -17,11 +17,12 @@ Options:
   --user NAME         proxy login user (default ${DEFAULT_USER}; 1-64 of a-z 0-9 . _ -); a new user is added
   --domain HOST       DOMAIN for the new .env (e.g. mlflow.example.com); an existing .env must already agree
   --password-stdin    read the user's proxy password from stdin instead of generating one: at least
-                      ${MIN_PASSWORD_LENGTH} characters, two kinds of letters/digits/symbols, not a common password
+                      ${MIN_PASSWORD_LENGTH} characters and hard to guess by the zxcvbn estimate (${"10^" + MIN_GUESSES_LOG10} guesses)
   --rotate NAME       replace one secret: postgres, minio, proxy (the --user's password) or proxy:<user>;
                       repeatable. Prints what to restart afterwards.
   --force             allow --rotate postgres on an existing installation (the database needs ALTER ROLE too)
   --json              print a machine-readable summary (never contains a password)
+                      A new password is shown once when stdout is a terminal, never when CI is set.
   --dir DIR           project directory holding .env.example (default: current directory)
   -h, --help          show this help
 
@@ -42,6 +43,11 @@ async function readStdin(): Promise<string> {
   const password = passwordFromFile(Buffer.concat(chunks).toString("utf8"));
   if (password === "") throw new UserError("--password-stdin: stdin was empty");
   return password;
+}
+
+/** CI systems set CI (GitHub Actions, GitLab, ...: CI=true); some give jobs a terminal, whose output lands in a log. */
+function isCi(env: NodeJS.ProcessEnv): boolean {
+  return env.CI !== undefined && env.CI !== "";
 }
 
 function printSummary(result: BootstrapResult, showPassword: boolean): void {
@@ -83,7 +89,7 @@ await runCli(SCRIPT, async () => {
     const json = { ...summary, created: by("created"), kept: by("kept"), updated: by("updated"), rotated: by("rotated") };
     process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
   } else {
-    printSummary(result, process.stdout.isTTY === true);
+    printSummary(result, process.stdout.isTTY === true && !isCi(process.env));
   }
   return 0;
 });

@@ -8,6 +8,8 @@ import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parseEnv } from "../scripts/lib/envfile.ts";
+import { bcryptCostFor } from "../scripts/lib/password-hashes.ts";
+import { estimateGuessesLog10 } from "../scripts/lib/passwords.ts";
 import { requireBinary } from "./support/binaries.ts";
 import { makeTempDir } from "./support/tmp.ts";
 
@@ -73,7 +75,7 @@ function userLine(dir: string, file: string, user: string): string | undefined {
 }
 
 /** nginx accepts these salted schemes in auth_basic_user_file; {PLAIN} and unsalted {SHA} would be a regression. */
-const NGINX_SCHEME = /^(\{SSHA\}|\$apr1\$|\$5\$|\$6\$)/;
+const NGINX_SCHEME = /^(\{SSHA\}|\$apr1\$|\$5\$|\$6\$|\$2[aby]\$)/;
 
 function expectLoginWorks(dir: string, user: string, password: string) {
   const caddy = userLine(dir, "proxy_users.caddy", user);
@@ -88,6 +90,9 @@ function expectLoginWorks(dir: string, user: string, password: string) {
     const raw = Buffer.from(hash.slice("{SSHA}".length), "base64");
     const digest = createHash("sha1").update(password).update(raw.subarray(20)).digest();
     expect(digest.equals(raw.subarray(0, 20))).toBe(true);
+  } else if (hash.startsWith("$2")) {
+    expect(bcrypt.compareSync(password, hash)).toBe(true);
+    expect(bcrypt.compareSync(`${password}x`, hash)).toBe(false);
   } else {
     // htpasswd -v reads the password from stdin with -i, never from the command line.
     const htpasswd = requireBinary("htpasswd", "apache2-utils");
@@ -155,6 +160,9 @@ describe("bootstrap: a fresh run", () => {
     for (const password of passwords) expect(password).toMatch(/^[A-Za-z0-9_-]{32,}$/);
     expect(new Set(passwords).size).toBe(3);
     expectLoginWorks(dir, "mlflow", passwords[2]);
+    // A generated password (240 bits): the cheapest bcrypt for Caddy and {SSHA} for nginx, as brute force is hopeless.
+    expect(userLine(dir, "proxy_users.caddy", "mlflow")).toMatch(/^mlflow \$2[aby]\$04\$/);
+    expect(userLine(dir, "proxy_users.htpasswd", "mlflow")).toMatch(/^mlflow:\{SSHA\}/);
 
     for (const name of [".env", ...SECRET_NAMES]) expect(run.stdout).toMatch(new RegExp(`created +${name === ".env" ? "\\.env" : `secrets/${name.replace(".", "\\.")}`}\\n`));
     expect(run.stdout).toContain("https://mlflow.example.com");
@@ -173,19 +181,34 @@ describe("bootstrap: a fresh run", () => {
     for (const name of ["postgres_password", "minio_root_password", "proxy_password.mlflow"]) expect(run.stdout).not.toContain(read(dir, name));
   });
 
-  it("shows the new password once when stdout is a terminal", () => {
+  // `script` (util-linux) gives the CLI a pseudo-terminal: stdout.isTTY is true in there.
+  const onTerminal = (env: NodeJS.ProcessEnv) => {
     const script = requireBinary("script", "bsdutils");
-    if (!script) return;
-    const command = `${TSX} ${CLI} --dir ${dir}`;
-    const tty = (cmd: string) => spawnSync(script, ["-qec", cmd, "/dev/null"], { ...SPAWN, encoding: "utf8" });
-    const first = tty(command);
+    if (!script) return undefined;
+    return spawnSync(script, ["-qec", `${TSX} ${CLI} --dir ${dir}`, "/dev/null"], { cwd: ROOT, env, encoding: "utf8" });
+  };
+  const withoutCi = () => Object.fromEntries(Object.entries(process.env).filter(([name]) => name !== "CI"));
+
+  it("shows the new password once when stdout is a terminal", () => {
+    const first = onTerminal(withoutCi());
+    if (!first) return;
     expect(first.status).toBe(0);
     const password = read(dir, "proxy_password.mlflow");
     expect(first.stdout.split(password)).toHaveLength(2); // exactly once
-    const second = tty(command);
+    const second = onTerminal(withoutCi())!;
     expect(second.status).toBe(0);
     expect(second.stdout).toContain("kept");
     expect(second.stdout).not.toContain(password);
+  });
+
+  it.each(["true", "1", "gitlab"])("never shows it on a terminal when CI=%s", (ci) => {
+    const run = onTerminal({ ...withoutCi(), CI: ci });
+    if (!run) return;
+    expect(run.status).toBe(0);
+    const password = read(dir, "proxy_password.mlflow");
+    expect(run.stdout).toContain("the password is in secrets/proxy_password.mlflow");
+    expect(run.stdout).not.toContain(password);
+    expect(run.stdout).not.toContain("shown only this once");
   });
 });
 
@@ -291,6 +314,34 @@ describe("bootstrap: running again", () => {
     expect(readdirSync(join(dir, "secrets")).sort()).toEqual(SECRET_NAMES); // no temporary files left
     expectLoginWorks(dir, "mlflow", read(dir, "proxy_password.mlflow"));
   });
+
+  it("keeps every user when 8 runs add users at once (a lock serialises the users files), 3 times over", async () => {
+    bootstrapped();
+    for (let round = 0; round < 3; round++) {
+      const users = Array.from({ length: 8 }, (_, i) => `r${round}u${i}`);
+      const runs = await Promise.all(users.map((user) => bootstrapAsync(dir, ["--user", user])));
+      for (const run of runs) expect(run.status, run.stderr).toBe(0);
+      const everyone = ["mlflow", ...Array.from({ length: round + 1 }, (_, r) => Array.from({ length: 8 }, (_, i) => `r${r}u${i}`)).flat()];
+      for (const user of everyone) {
+        expect(userLine(dir, "proxy_users.caddy", user), `${user} in proxy_users.caddy, round ${round}`).toBeDefined();
+        expect(userLine(dir, "proxy_users.htpasswd", user), `${user} in proxy_users.htpasswd, round ${round}`).toBeDefined();
+      }
+      expect(read(dir, "proxy_users.caddy").trimEnd().split("\n")).toHaveLength(everyone.length);
+      expect(read(dir, "proxy_users.htpasswd").trimEnd().split("\n")).toHaveLength(everyone.length);
+    }
+    for (const user of ["mlflow", "r0u0", "r2u7"]) expectLoginWorks(dir, user, read(dir, `proxy_password.${user}`));
+    expect(existsSync(join(dir, ".bootstrap.lock"))).toBe(false);
+  }, 300_000);
+
+  it("takes over the lock of a killed run", () => {
+    bootstrapped();
+    const dead = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" }).stdout;
+    writeFileSync(join(dir, ".bootstrap.lock"), `${dead}\n`);
+    const run = bootstrap(dir, ["--user", "alice"]);
+    expect(run.status, run.stderr).toBe(0);
+    expect(userLine(dir, "proxy_users.caddy", "alice")).toBeDefined();
+    expect(existsSync(join(dir, ".bootstrap.lock"))).toBe(false);
+  });
 });
 
 describe("bootstrap --rotate", () => {
@@ -349,6 +400,12 @@ describe("bootstrap --password-stdin", () => {
     expect(run.status, run.stderr).toBe(0);
     expect(read(dir, "proxy_password.alice")).toBe(strong);
     expectLoginWorks(dir, "alice", strong);
+    // A chosen password: bcrypt at a cost that suits its strength in both files, no fast {SSHA} line.
+    const cost = bcryptCostFor(estimateGuessesLog10(strong, ["alice"]).guessesLog10);
+    expect(cost).toBeGreaterThanOrEqual(4);
+    for (const [file, sep] of [["proxy_users.caddy", " "], ["proxy_users.htpasswd", ":"]]) {
+      expect(userLine(dir, file, "alice")).toMatch(new RegExp(`^alice${sep}\\$2[aby]\\$${String(cost).padStart(2, "0")}\\$`));
+    }
     expect(run.stdout + run.stderr).not.toContain(strong);
   });
 
@@ -366,10 +423,11 @@ describe("bootstrap --password-stdin", () => {
     expectLoginWorks(dir, "mlflow", strong);
   });
 
-  it.each(["password", "Password1234567!", "aaaaaaaaaaaaaaaaaaaaaaaaaaaa", ""])("refuses %j with the rules and writes nothing", (weak) => {
+  it.each(["password", "Password1234567!", "aaaaaaaaaaaaaaaaaaaaaaaaaaaa", "Passw0rd12345678", "December2025!!!!", "Summer2024!Summer", ""])("refuses %j with the rules and writes nothing", (weak) => {
     const run = bootstrap(dir, ["--password-stdin"], weak);
     expectOneLineError(run);
     expect(run.stderr).toMatch(weak === "" ? /stdin was empty/ : /password refused: .*Required: at least 16 characters/);
+    if (weak.length >= 16) expect(run.stderr).toMatch(/easy to guess: about 10\^\d+ guesses/);
     expect(readdirSync(dir)).toEqual([".env.example"]);
   });
 });

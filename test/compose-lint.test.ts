@@ -61,12 +61,12 @@ describe("Compose files pass dclint", () => {
     writeFileSync(
       broken,
       text
-        .replace("image: postgres:18.3-trixie", "image: postgres:latest\n    bogus_key: 1")
+        .replace("image: postgres:18.6-trixie", "image: postgres:latest\n    bogus_key: 1")
         .replace('"127.0.0.1:${PROXY_PORT:-8080}:80"', '"8080:80"'),
     );
     const schemaOnly = describeMessages(lint([broken], projectConfig.rules));
     expect(schemaOnly).toMatch(/invalid-schema/);
-    writeFileSync(broken, text.replace("image: postgres:18.3-trixie", "image: postgres:latest").replace('"127.0.0.1:${PROXY_PORT:-8080}:80"', '"8080:80"'));
+    writeFileSync(broken, text.replace("image: postgres:18.6-trixie", "image: postgres:latest").replace('"127.0.0.1:${PROXY_PORT:-8080}:80"', '"8080:80"'));
     const rules = describeMessages(lint([broken], projectConfig.rules));
     expect(rules).toMatch(/service-image-require-explicit-tag/);
     expect(rules).toMatch(/no-unbound-port-interfaces/);

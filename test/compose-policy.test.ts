@@ -244,7 +244,7 @@ describe("each policy check catches the mistake it is for", () => {
   );
 
   it("accepts the pins we use (exact versions, variants, MinIO RELEASE stamps, digests)", () => {
-    for (const image of ["postgres:18.3-trixie", "nginx:1.30.4-alpine", "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z", "x/y@sha256:abc"]) {
+    for (const image of ["postgres:18.6-trixie", "nginx:1.30.5-alpine", "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z", "x/y@sha256:abc"]) {
       expect(checkPinnedImages(mutate(local(), (d) => (d.services.db.image = image))), image).toEqual([]);
     }
   });

@@ -3,28 +3,60 @@
 import bcrypt from "bcryptjs";
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BCRYPT_COST, caddyHash, nginxHash } from "../scripts/lib/password-hashes.ts";
+import { bcryptCostFor, caddyHash, FAST_HASH_MIN_GUESSES_LOG10, htpasswdHash, MIN_BCRYPT_COST, proxyHashes, sshaHash } from "../scripts/lib/password-hashes.ts";
+import { GENERATED_GUESSES_LOG10, MIN_GUESSES_LOG10 } from "../scripts/lib/passwords.ts";
 import { requireBinary } from "./support/binaries.ts";
 import { basicAuth, httpRequest, startCaddy, startNginx, type RunningProxy } from "./support/proxies.ts";
 import { startUpstream, type Upstream } from "./support/upstream.ts";
 
 const PASSWORDS = ["Vf7Lq2Xr9Kp4Wm8Zt3Nb6Hc1", "with:colon and späce ✓", "x"];
 
+describe("bcryptCostFor", () => {
+  it("gives generated passwords the minimum cost and the weakest accepted password a real one", () => {
+    expect(bcryptCostFor(GENERATED_GUESSES_LOG10)).toBe(MIN_BCRYPT_COST);
+    expect(MIN_BCRYPT_COST).toBe(4);
+    expect(bcryptCostFor(MIN_GUESSES_LOG10)).toBe(11);
+    expect(bcryptCostFor(13)).toBe(7);
+    expect(bcryptCostFor(15)).toBe(4);
+    expect(bcryptCostFor(0)).toBe(12); // capped: a first login must stay imperceptible
+  });
+
+  it("never lowers the cost for a weaker password", () => {
+    for (let log10 = 0; log10 < 80; log10 += 0.25) expect(bcryptCostFor(log10)).toBeGreaterThanOrEqual(bcryptCostFor(log10 + 0.25));
+  });
+});
+
 describe("caddyHash", () => {
-  it("is a bcrypt hash at BCRYPT_COST that verifies the password and only it", () => {
-    expect(BCRYPT_COST).toBeGreaterThanOrEqual(10);
-    const hash = caddyHash(PASSWORDS[0]);
-    expect(hash).toMatch(new RegExp(`^\\$2[aby]\\$${String(BCRYPT_COST).padStart(2, "0")}\\$[./A-Za-z0-9]{53}$`));
-    expect(bcrypt.compareSync(PASSWORDS[0], hash)).toBe(true);
-    expect(bcrypt.compareSync(PASSWORDS[1], hash)).toBe(false);
+  it("is a bcrypt hash at the given cost that verifies the password and only it", () => {
+    for (const cost of [4, 11]) {
+      const hash = caddyHash(PASSWORDS[0], cost);
+      expect(hash).toMatch(new RegExp(`^\\$2[aby]\\$${String(cost).padStart(2, "0")}\\$[./A-Za-z0-9]{53}$`));
+      expect(bcrypt.compareSync(PASSWORDS[0], hash)).toBe(true);
+      expect(bcrypt.compareSync(PASSWORDS[1], hash)).toBe(false);
+    }
+    expect(caddyHash(PASSWORDS[0])).toMatch(/^\$2[aby]\$04\$/);
     expect(caddyHash(PASSWORDS[0], 4)).not.toBe(caddyHash(PASSWORDS[0], 4));
   });
 });
 
-describe("nginxHash", () => {
+describe("htpasswdHash and proxyHashes", () => {
+  it("use {SSHA} only where brute force is hopeless, bcrypt at the Caddy cost otherwise", () => {
+    expect(htpasswdHash("x", FAST_HASH_MIN_GUESSES_LOG10)).toMatch(/^\{SSHA\}/);
+    expect(htpasswdHash("x", GENERATED_GUESSES_LOG10)).toMatch(/^\{SSHA\}/);
+    const chosen = proxyHashes(PASSWORDS[1], 13);
+    expect(chosen.caddy).toMatch(/^\$2[aby]\$07\$/);
+    expect(chosen.htpasswd).toMatch(/^\$2[aby]\$07\$/);
+    expect(bcrypt.compareSync(PASSWORDS[1], chosen.htpasswd)).toBe(true);
+    const generated = proxyHashes(PASSWORDS[0], GENERATED_GUESSES_LOG10);
+    expect(generated.caddy).toMatch(/^\$2[aby]\$04\$/);
+    expect(generated.htpasswd).toMatch(/^\{SSHA\}/);
+  });
+});
+
+describe("sshaHash", () => {
   it("is {SSHA}: base64(SHA1(password + salt) + salt) with a fresh 16-byte salt", () => {
     for (const password of PASSWORDS) {
-      const hash = nginxHash(password);
+      const hash = sshaHash(password);
       expect(hash).toMatch(/^\{SSHA\}[A-Za-z0-9+/]+=*$/);
       const raw = Buffer.from(hash.slice("{SSHA}".length), "base64");
       expect(raw).toHaveLength(20 + 16);
@@ -32,7 +64,7 @@ describe("nginxHash", () => {
       expect(createHash("sha1").update(password).update(salt).digest().equals(raw.subarray(0, 20))).toBe(true);
       expect(createHash("sha1").update(`${password}!`).update(salt).digest().equals(raw.subarray(0, 20))).toBe(false);
     }
-    expect(nginxHash("same")).not.toBe(nginxHash("same"));
+    expect(sshaHash("same")).not.toBe(sshaHash("same"));
   });
 });
 
@@ -47,8 +79,12 @@ describe.skipIf(!hasCaddy || !hasNginx)("the real proxies", () => {
 
   beforeAll(async () => {
     upstream = await startUpstream();
-    const caddyFile = Object.entries(users).map(([user, password]) => `${user} ${caddyHash(password)}\n`).join("");
-    const htpasswd = Object.entries(users).map(([user, password]) => `${user}:${nginxHash(password)}\n`).join("");
+    // user0 as a generated password gets it, the others as chosen ones: bcrypt in both files (nginx through libc crypt()).
+    const hashes = Object.values(users).map((password, i) => proxyHashes(password, i === 0 ? GENERATED_GUESSES_LOG10 : 13));
+    const caddyFile = Object.keys(users).map((user, i) => `${user} ${hashes[i].caddy}\n`).join("");
+    const htpasswd = Object.keys(users).map((user, i) => `${user}:${hashes[i].htpasswd}\n`).join("");
+    expect(htpasswd).toMatch(/^user0:\{SSHA\}/m);
+    expect(htpasswd).toMatch(/^user1:\$2b\$07\$/m);
     [caddy, nginx] = await Promise.all([startCaddy({ upstream: upstream.hostPort, usersFile: caddyFile }), startNginx({ upstream: upstream.hostPort, usersFile: htpasswd })]);
   });
   afterAll(async () => {

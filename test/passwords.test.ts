@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { generatePassword, MIN_PASSWORD_LENGTH, passwordProblems } from "../scripts/lib/passwords.ts";
+import { estimateGuessesLog10, generatePassword, MIN_GUESSES_LOG10, MIN_PASSWORD_LENGTH, passwordProblems } from "../scripts/lib/passwords.ts";
 
 describe("generatePassword", () => {
   it("gives long passwords in the URL-safe alphabet, different every time", () => {
@@ -35,20 +35,34 @@ describe("passwordProblems", () => {
   it.each([
     ["short", "characters"],
     ["Sh0rt!pass", "characters"],
-    ["aaaaaaaaaaaaaaaaaaaaaaaa", "different characters"],
-    ["abcdefghijklmnopqrstuvwxyz", "one kind"],
-    ["12345678901234567890", "one kind"],
-    ["passwordpassword", "common"],
-    ["Password1234567!", "common"],
-    ["Admin!Admin!Admin!2024", "common"],
-    ["qwertyqwertyqwerty1", "common"],
-    ["correcthorsebatterystaple", "common"],
-    ["1q2w3e4r5t6y7u8i", "common"],
+    ["aaaaaaaaaaaaaaaaaaaaaaaa", "easy to guess"],
+    ["abcdefghijklmnopqrstuvwxyz", "easy to guess"],
+    ["12345678901234567890", "easy to guess"],
+    ["passwordpassword", "easy to guess"],
+    ["Password1234567!", "easy to guess"],
+    ["Admin!Admin!Admin!2024", "easy to guess"],
+    ["qwertyqwertyqwerty1", "easy to guess"],
+    ["1q2w3e4r5t6y7u8i", "easy to guess"],
+    // issue 9: these passed the old hand-written rules.
+    ["Passw0rd12345678", "easy to guess"],
+    ["December2025!!!!", "easy to guess"],
+    ["Summer2024!Summer", "easy to guess"],
+    ["alice-alice-alice-2024", "easy to guess"],
     ["Good-Password-With\nNewline", "control"],
     [`${"Ab1-".repeat(20)}`, "72 bytes"],
   ])("refuses %j (%s)", (password, reason) => {
     const problems = passwordProblems(password);
     expect(problems.join("; ")).toContain(reason);
+  });
+
+  it("counts the user name and the domain as known to the attacker", () => {
+    const password = "zephyrine-quokka!";
+    const alone = estimateGuessesLog10(password).guessesLog10;
+    expect(estimateGuessesLog10(password, ["zephyrine", "quokka"]).guessesLog10).toBeLessThan(alone - 3);
+  });
+
+  it("estimates generated passwords far above the minimum", () => {
+    for (let i = 0; i < 20; i++) expect(estimateGuessesLog10(generatePassword()).guessesLog10).toBeGreaterThan(MIN_GUESSES_LOG10 + 20);
   });
 
   it("counts characters, not bytes, for the minimum length", () => {

@@ -60,6 +60,15 @@ describe.skipIf(!caddy)("caddy/Caddyfile", () => {
     expect(text).not.toContain("max_size");
   });
 
+  it("times out slow headers (10 s) and idle connections (2 min), but never a body or a response", async () => {
+    const dir = tempDir("caddy-timeouts");
+    const server = (await caddyAdapt(caddyEnv(dir))).apps.http.servers.srv0;
+    expect(server.read_header_timeout).toBe(10e9);
+    expect(server.idle_timeout).toBe(120e9);
+    expect(server.read_timeout).toBeUndefined();
+    expect(server.write_timeout).toBeUndefined();
+  });
+
   it("sets HSTS only behind a `protocol https` matcher, and turns on HTTPS for a domain", async () => {
     const dir = tempDir("caddy-hsts");
     const config = await caddyAdapt(caddyEnv(dir, { CADDY_SITE_ADDRESS: "mlflow.example.com", PROXY_MAX_BODY_SIZE: "10GB" }));
@@ -119,6 +128,9 @@ describe.skipIf(!nginx || !envsubst)("nginx/templates/default.conf.template", ()
     expect(rendered).toContain("listen 127.0.0.1:18080;");
     expect(rendered).toContain("client_max_body_size 10000000000;");
     expect(rendered).toContain(`auth_basic_user_file ${htpasswd};`);
+    // The same slow-client limits as the Caddyfile (test/proxy-slow-clients.test.ts shows them at work).
+    expect(rendered).toMatch(/^\s*client_header_timeout 10s;/m);
+    expect(rendered).toMatch(/^\s*keepalive_timeout 120s;/m);
     writeFileSync(
       join(dir, "nginx.conf"),
       `pid ${dir}/nginx.pid;\nevents {}\nhttp {\n client_body_temp_path ${dir}/cbt;\n proxy_temp_path ${dir}/pt;\n include ${dir}/conf.d/*.conf;\n}\n`,

@@ -19,8 +19,19 @@ import {
 import { spawnUpstream } from "../../test/support/upstream.ts";
 import { findBinary } from "../../test/support/binaries.ts";
 import { UserError } from "./cli.ts";
-import { BCRYPT_COST, caddyHash, nginxHash } from "./password-hashes.ts";
+import { bcryptCostFor, caddyHash, proxyHashes, sshaHash } from "./password-hashes.ts";
+import { GENERATED_GUESSES_LOG10, MIN_GUESSES_LOG10 } from "./passwords.ts";
+import { wrongPasswordBurst, type BurstResult } from "./bench-burst.ts";
 import bcrypt from "bcryptjs";
+
+/** The bcrypt cost bootstrap gives a generated password (240 bits). */
+const GENERATED_COST = bcryptCostFor(GENERATED_GUESSES_LOG10);
+/** The bcrypt cost of the weakest password bootstrap accepts (10^MIN_GUESSES_LOG10 guesses). */
+const WEAKEST_CHOSEN_COST = bcryptCostFor(MIN_GUESSES_LOG10);
+const BURST_REQUESTS = 200;
+const BURST_PARALLEL = 20;
+const BURST_CPU_LIMIT_SECONDS = 2;
+const BURST_P99_RATIO_LIMIT = 3;
 
 export interface BenchOptions {
   /** Seconds each throughput measurement runs (after a short warm-up). */
@@ -33,6 +44,10 @@ export interface BenchOptions {
   costs: number[];
   /** Also compare the password hash schemes nginx can verify. */
   schemes: boolean;
+  /** Also time the expensive bursts (wrong passwords of a chosen-password user, unknown user names). */
+  costlyBursts: boolean;
+  /** Bursts of 200 in a row per proxy for the cheap scenarios (the p99s pool their samples). */
+  burstRounds: number;
   progress: (line: string) => void;
 }
 
@@ -73,6 +88,13 @@ export interface CostRow {
   cachedLoginMs: number;
 }
 
+export type BurstScenario = "no-credentials" | "generated" | "chosen" | "unknown-user";
+
+export interface BurstRow extends BurstResult {
+  target: "caddy" | "nginx";
+  scenario: BurstScenario;
+}
+
 export interface Goal {
   description: string;
   met: boolean;
@@ -86,6 +108,7 @@ export interface BenchResult {
   upload: UploadRow[];
   caddyCost: CostRow[];
   nginxSchemes: SchemeRow[];
+  bursts: BurstRow[];
   goals: Goal[];
 }
 
@@ -276,12 +299,14 @@ export async function runProxyBench(options: BenchOptions): Promise<BenchResult>
       }
     }
 
-    // The schemes nginx could verify, one user each on one nginx: why nginxHash is {SSHA} (see password-hashes.ts).
+    const bursts = await runBursts(upstream.hostPort, options.costlyBursts, options.burstRounds, progress);
+
+    // The schemes nginx could verify, one user each on one nginx: why generated passwords get {SSHA} (password-hashes.ts).
     const nginxSchemes: SchemeRow[] = [];
     if (options.schemes) {
       const schemePassword = randomBytes(24).toString("base64url");
       const candidates: [string, string | undefined][] = [
-        ["{SSHA} (nginxHash)", nginxHash(schemePassword)],
+        ["{SSHA} (sshaHash)", sshaHash(schemePassword)],
         ["$apr1$ (1000 x MD5)", opensslHash("-apr1", schemePassword)],
         ["$5$ sha256-crypt, 5000 rounds", opensslHash("-5", schemePassword)],
         ["$2b$ bcrypt cost 4", bcrypt.hashSync(schemePassword, 4)],
@@ -302,24 +327,73 @@ export async function runProxyBench(options: BenchOptions): Promise<BenchResult>
       }
     }
 
-    return { machine, nginxSchemes, options: { durationSeconds: options.durationSeconds, concurrency: options.concurrency, uploadBytes: options.uploadBytes, costs: options.costs, schemes: options.schemes }, throughput, upload, caddyCost, goals: goals(throughput, upload) };
+    const settings = { durationSeconds: options.durationSeconds, concurrency: options.concurrency, uploadBytes: options.uploadBytes, costs: options.costs, schemes: options.schemes, costlyBursts: options.costlyBursts, burstRounds: options.burstRounds };
+    return { machine, nginxSchemes, options: settings, throughput, upload, caddyCost, bursts, goals: goals(throughput, upload, bursts) };
   } finally {
     for (const proxy of running) await proxy.stop();
     await upstream.stop();
   }
 }
 
+/**
+ * Wrong-password bursts against fresh proxies whose users files hold what bootstrap writes: "bench" with a generated
+ * password (the default), "chosen" with the weakest password bootstrap accepts. A valid client ("bench") is timed
+ * meanwhile. With `costly`, also the bursts the hash cost makes expensive, kept short: wrong passwords for "chosen",
+ * and unknown user names (Caddy then compares against its built-in fake hash to hide which users exist). The anchor:
+ * the same burst without credentials (a 401 without any hash check), what any burst of new connections costs.
+ */
+async function runBursts(upstream: string, costly: boolean, rounds: number, progress: (line: string) => void): Promise<BurstRow[]> {
+  const generated = { user: "bench", password: randomBytes(30).toString("base64url") };
+  const chosen = { user: "chosen", password: randomBytes(24).toString("base64url") };
+  const hashes = [proxyHashes(generated.password, GENERATED_GUESSES_LOG10), proxyHashes(chosen.password, MIN_GUESSES_LOG10)];
+  const caddyFile = `${generated.user} ${hashes[0].caddy}\n${chosen.user} ${hashes[1].caddy}\n`;
+  const htpasswd = `${generated.user}:${hashes[0].htpasswd}\n${chosen.user}:${hashes[1].htpasswd}\n`;
+  const scenarios: { scenario: BurstScenario; user: string; requests: number; rounds: number }[] = [
+    { scenario: "no-credentials", user: "", requests: BURST_REQUESTS, rounds },
+    { scenario: "generated", user: generated.user, requests: BURST_REQUESTS, rounds },
+    ...(costly
+      ? [
+          { scenario: "chosen" as const, user: chosen.user, requests: BURST_PARALLEL * 2, rounds: 1 },
+          { scenario: "unknown-user" as const, user: "nobody-here", requests: 10, rounds: 1 },
+        ]
+      : []),
+  ];
+  const rows: BurstRow[] = [];
+  for (const target of ["caddy", "nginx"] as const) {
+    for (const { scenario, user, requests, rounds } of scenarios) {
+      // A fresh proxy per burst: no cache or CPU history carried over from the one before.
+      const proxy = target === "caddy" ? await startCaddy({ upstream, usersFile: caddyFile }) : await startNginx({ upstream, usersFile: htpasswd });
+      try {
+        progress(`${target}: ${rounds} x ${requests} wrong passwords (${scenario}), ${BURST_PARALLEL} in parallel, while a valid client is timed`);
+        const result = await wrongPasswordBurst(proxy, { user, valid: generated, requests, parallel: BURST_PARALLEL, rounds, idleSamples: 300 });
+        if (result.unexpected > 0) throw new Error(`${target} burst (${scenario}): ${result.unexpected} unexpected answers`);
+        rows.push({ target, scenario, ...result });
+      } finally {
+        await proxy.stop();
+      }
+    }
+  }
+  return rows;
+}
+
 function percent(ratio: number): string {
   return `${(ratio * 100).toFixed(0)}%`;
 }
 
-function goals(throughput: ThroughputRow[], upload: UploadRow[]): Goal[] {
+function goals(throughput: ThroughputRow[], upload: UploadRow[], bursts: BurstRow[]): Goal[] {
   const row = (target: Target) => throughput.find((r) => r.target === target)!;
   const list: Goal[] = [
     { description: "caddy: authenticated >= 90% of unauthenticated throughput", met: row("caddy").ratio >= 0.9, actual: percent(row("caddy").ratio) },
     { description: "nginx: authenticated >= 50% of unauthenticated throughput", met: row("nginx").ratio >= 0.5, actual: percent(row("nginx").ratio) },
     { description: "no failed requests in the throughput runs", met: throughput.every((r) => r.errors === 0), actual: String(throughput.reduce((n, r) => n + r.errors, 0)) },
   ];
+  for (const r of bursts.filter((b) => b.scenario === "generated")) {
+    if (r.target === "caddy") {
+      list.push({ description: `caddy: ${r.requests} wrong passwords (${r.parallel} in parallel) cost <= ${BURST_CPU_LIMIT_SECONDS} CPU-seconds`, met: r.proxyCpuSeconds <= BURST_CPU_LIMIT_SECONDS, actual: `${r.proxyCpuSeconds.toFixed(2)} s` });
+    }
+    const ratio = r.burstP99Ms / r.idleP99Ms;
+    list.push({ description: `${r.target}: valid client's p99 during the burst <= ${BURST_P99_RATIO_LIMIT}x its idle p99`, met: ratio <= BURST_P99_RATIO_LIMIT, actual: `${ratio.toFixed(1)}x (${r.idleP99Ms.toFixed(1)} -> ${r.burstP99Ms.toFixed(1)} ms)` });
+  }
   for (const r of upload.filter((u) => u.target !== "direct")) {
     list.push({ description: `${r.target}: upload >= 50% of direct`, met: r.ratioToDirect >= 0.5, actual: percent(r.ratioToDirect) });
     const growth = (r.peakRssBytes ?? 0) - (r.rssBeforeBytes ?? 0);
@@ -363,7 +437,34 @@ export function formatProxyBench(result: BenchResult): string {
     out.push(
       table(
         ["cost", "first login", "wrong password", "cached login"],
-        result.caddyCost.map((r) => [`${r.cost}${r.cost === BCRYPT_COST ? " (BCRYPT_COST)" : ""}`, r.firstLoginMs.toFixed(0), r.wrongPasswordMs.toFixed(0), r.cachedLoginMs.toFixed(1)]),
+        result.caddyCost.map((r) => [`${r.cost}${r.cost === GENERATED_COST ? " (generated)" : r.cost === WEAKEST_CHOSEN_COST ? " (weakest chosen)" : ""}`, r.firstLoginMs.toFixed(0), r.wrongPasswordMs.toFixed(0), r.cachedLoginMs.toFixed(1)]),
+      ),
+    );
+  }
+  if (result.bursts.length > 0) {
+    const label: Record<BurstScenario, string> = {
+      "no-credentials": "(anchor: no credentials sent)",
+      generated: `generated password (bcrypt ${GENERATED_COST} / {SSHA})`,
+      chosen: `weakest chosen password (bcrypt ${WEAKEST_CHOSEN_COST})`,
+      "unknown-user": "unknown user name",
+    };
+    out.push("");
+    out.push(`Wrong-password bursts, ${BURST_PARALLEL} in parallel, each on a new connection from a worker thread; proxy CPU from /proc (per burst, mean over the rounds); a valid client (keep-alive, sequential) timed idle (60 requests before each burst) and during the bursts`);
+    out.push(
+      table(
+        ["target", "wrong passwords for", "burst", "seconds", "proxy CPU s", "CPU ms/request", "idle p99 ms", "burst p99 ms", "p99 ratio", "samples"],
+        result.bursts.map((r) => [
+          r.target,
+          label[r.scenario],
+          `${r.rounds} x ${r.requests}`,
+          r.seconds.toFixed(2),
+          r.proxyCpuSeconds.toFixed(2),
+          ((r.proxyCpuSeconds * 1000) / r.requests).toFixed(1),
+          r.idleP99Ms.toFixed(1),
+          r.burstP99Ms.toFixed(1),
+          `${(r.burstP99Ms / r.idleP99Ms).toFixed(1)}x`,
+          String(r.burstSamples),
+        ]),
       ),
     );
   }

@@ -6,8 +6,9 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError, UserError } from "./cli.ts";
 import { missingKeys, parseEnv, setEnvValue } from "./envfile.ts";
-import { caddyHash, nginxHash } from "./password-hashes.ts";
-import { generatePassword, passwordProblems, PASSWORD_RULES } from "./passwords.ts";
+import { withFileLock } from "./file-lock.ts";
+import { proxyHashes } from "./password-hashes.ts";
+import { estimateGuessesLog10, generatePassword, GENERATED_GUESSES_LOG10, passwordProblems, PASSWORD_RULES } from "./passwords.ts";
 import { stackUrl } from "./stack.ts";
 import {
   createFileExclusive,
@@ -108,165 +109,258 @@ function isDirectory(path: string): boolean {
   }
 }
 
-const USERS_FILES: { format: UsersFormat; path: string; hash: (password: string) => string }[] = [
-  { format: "caddy", path: SECRET_FILES.caddyUsers, hash: (password) => caddyHash(password) },
-  { format: "htpasswd", path: SECRET_FILES.nginxUsers, hash: (password) => nginxHash(password) },
+/** The lock file (in the project directory) that serialises concurrent runs; git-ignored, removed after each run. */
+export const LOCK_FILE = ".bootstrap.lock";
+
+const USERS_FILES: { format: UsersFormat; path: string; hash: (hashes: { caddy: string; htpasswd: string }) => string }[] = [
+  { format: "caddy", path: SECRET_FILES.caddyUsers, hash: (hashes) => hashes.caddy },
+  { format: "htpasswd", path: SECRET_FILES.nginxUsers, hash: (hashes) => hashes.htpasswd },
 ];
 
-/** Runs the whole bootstrap. Throws UserError/UsageError before writing anything when a check fails. */
-export function bootstrap(options: BootstrapOptions): BootstrapResult {
-  const dir = options.dir;
+/** What this run is asked to do, with every argument validated. */
+interface Plan {
+  dir: string;
+  at: (relative: string) => string;
+  user: string;
+  domain?: string;
+  targets: Set<RotateTarget>;
+  passwordFile: string;
+  /** The user's chosen password (--password-stdin). */
+  password?: string;
+  force: boolean;
+}
+
+/** What the project directory holds before any write. */
+interface Existing {
+  example: string;
+  env?: string;
+  proxyPassword?: string;
+}
+
+/** What the run did and what the user should know, filled in step by step. */
+interface Report {
+  files: BootstrapResult["files"];
+  warnings: string[];
+  nextSteps: string[];
+}
+
+function planRun(options: BootstrapOptions): Plan {
   const { targets, user: rotateUser } = parseRotate(options.rotate ?? [], options.user === undefined ? undefined : validateUser(options.user));
   const user = validateUser(rotateUser ?? DEFAULT_USER);
   const domain = options.domain === undefined ? undefined : validateDomain(options.domain);
-  const at = (relative: string) => join(dir, relative);
-  const passwordFile = SECRET_FILES.proxyPassword(user);
+  const at = (relative: string) => join(options.dir, relative);
+  return { dir: options.dir, at, user, domain, targets, passwordFile: SECRET_FILES.proxyPassword(user), password: options.password, force: options.force ?? false };
+}
 
-  // ---- Pre-flight: nothing is written until every check passed. ----
-  if (!isDirectory(dir)) throw new UserError(`${dir} is not a directory — pass the project directory with --dir`);
-  const example = readIfExists(at(".env.example"));
-  if (example === undefined) throw new UserError(`no .env.example in ${dir} — run from the repository root or pass --dir`);
-  if (isDirectory(at(".env"))) throw new UserError(`${at(".env")} is a directory — remove it, bootstrap creates .env from .env.example`);
-  const existingEnv = readIfExists(at(".env"));
-  if (existingEnv !== undefined && domain !== undefined) {
-    const current = parseEnv(existingEnv).DOMAIN ?? "";
-    if (current !== domain) {
-      throw new UserError(`.env already sets DOMAIN=${current}, not ${domain} — edit DOMAIN in .env (bootstrap never rewrites .env)`);
+/**
+ * Runs the whole bootstrap. Throws UserError/UsageError before writing anything when a check fails. Concurrent runs
+ * on one project (say, several `--user` at once) take turns: a lock file covers the checks and the writes, so no run
+ * works from a users file another run is about to replace.
+ */
+export function bootstrap(options: BootstrapOptions): BootstrapResult {
+  const plan = planRun(options);
+  if (!isDirectory(plan.dir)) throw new UserError(`${plan.dir} is not a directory — pass the project directory with --dir`);
+  return withFileLock(plan.at(LOCK_FILE), () => {
+    const existing = preflight(plan);
+    const report: Report = { files: [], warnings: [], nextSteps: [] };
+    const envText = writeEnv(plan, existing, report);
+    prepareSecretsDir(plan, report);
+    writePostgresSecret(plan, existing, envText, report);
+    writeMinioSecret(plan, report);
+    const proxy = writeProxyPassword(plan, existing, report);
+    writeUsersFiles(plan, proxy, report);
+    if (report.files.some((file) => file.path === SECRET_FILES.postgres && file.action === "created")) {
+      report.nextSteps.push("Start the stack: docker compose up -d --wait");
     }
-  }
-  if (exists(at("secrets")) && !isDirectory(at("secrets"))) {
-    throw new UserError(`${at("secrets")} exists and is not a directory — move it away and run again`);
-  }
-  for (const path of [SECRET_FILES.postgres, SECRET_FILES.minio, passwordFile, ...USERS_FILES.map((file) => file.path)]) {
-    if (exists(at(path)) && !statSync(at(path)).isFile()) throw new UserError(`${path} exists but is not a regular file — move it away and run again`);
-  }
-  if (options.password !== undefined) {
-    const problems = passwordProblems(options.password);
+    return { user: plan.user, url: stackUrl(parseEnv(envText)), passwordFile: plan.passwordFile, ...report, newPassword: proxy.newPassword };
+  });
+}
+
+// ---- Pre-flight: nothing is written until every check passed. ----
+
+function preflight(plan: Plan): Existing {
+  const { at } = plan;
+  const example = readIfExists(at(".env.example"));
+  if (example === undefined) throw new UserError(`no .env.example in ${plan.dir} — run from the repository root or pass --dir`);
+  if (isDirectory(at(".env"))) throw new UserError(`${at(".env")} is a directory — remove it, bootstrap creates .env from .env.example`);
+  const env = readIfExists(at(".env"));
+  checkDomain(plan, env);
+  checkPathKinds(plan);
+  if (plan.password !== undefined) {
+    const problems = passwordProblems(plan.password, passwordContext(plan));
     if (problems.length > 0) throw new UserError(`password refused: ${problems.join("; ")}. Required: ${PASSWORD_RULES}`);
   }
-  const existingPassword = readIfExists(at(passwordFile));
-  if (options.password !== undefined && existingPassword !== undefined && !targets.has("proxy")) {
-    throw new UserError(`${passwordFile} already exists — to replace it: npm run bootstrap -- --rotate proxy:${user} --password-stdin`);
-  }
-  if (existingPassword === undefined && !targets.has("proxy")) {
-    for (const { path, format } of USERS_FILES) {
-      const text = readIfExists(at(path));
-      if (text !== undefined && findUserHash(text, user, format) !== undefined) {
-        throw new UserError(`${path} has a line for ${user} but ${passwordFile} is missing — restore it, or set a new password with --rotate proxy:${user}`);
-      }
-    }
-  }
-  if (targets.has("postgres") && !options.force && exists(at(SECRET_FILES.postgres))) {
+  const proxyPassword = readIfExists(at(plan.passwordFile));
+  checkProxyUser(plan, proxyPassword);
+  if (plan.targets.has("postgres") && !plan.force && exists(at(SECRET_FILES.postgres))) {
     throw new UserError(
       "Postgres reads its password only when the database is first created, so a rotated secrets/postgres_password " +
         "locks MLflow out until the database gets it too — rerun with --force to rotate and print the ALTER ROLE command to run",
     );
   }
+  return { example, env, proxyPassword };
+}
 
-  // ---- Writes: each file appears complete or not at all. ----
-  const files: BootstrapResult["files"] = [];
-  const warnings: string[] = [];
-  const nextSteps: string[] = [];
-  const record = (path: string, action: FileAction) => files.push({ path, action });
-
-  let envText = existingEnv;
-  if (envText === undefined) {
-    const text = domain === undefined ? example : setEnvValue(example, "DOMAIN", domain);
-    const created = createFileExclusive(at(".env"), text, ENV_FILE_MODE);
-    envText = created ? text : (readIfExists(at(".env")) ?? text);
-    record(".env", created ? "created" : "kept");
-  } else {
-    record(".env", "kept");
-    const missing = missingKeys(example, envText);
-    if (missing.length > 0) warnings.push(`.env lacks settings that .env.example has: ${missing.join(", ")} — copy them from .env.example`);
+function checkDomain(plan: Plan, env: string | undefined): void {
+  if (env === undefined || plan.domain === undefined) return;
+  const current = parseEnv(env).DOMAIN ?? "";
+  if (current !== plan.domain) {
+    throw new UserError(`.env already sets DOMAIN=${current}, not ${plan.domain} — edit DOMAIN in .env (bootstrap never rewrites .env)`);
   }
+}
 
-  const secretsDir = ensurePrivateDir(at("secrets"));
-  if (secretsDir === "tightened") warnings.push("secrets/ was readable by others: its mode is now 0700");
-  removeStaleTemps(at("secrets"));
-  removeStaleTemps(dir); // a killed run's ..env.tmp-* (no secrets in it, but not git-ignored)
+function checkPathKinds(plan: Plan): void {
+  const { at } = plan;
+  if (exists(at("secrets")) && !isDirectory(at("secrets"))) {
+    throw new UserError(`${at("secrets")} exists and is not a directory — move it away and run again`);
+  }
+  for (const path of [SECRET_FILES.postgres, SECRET_FILES.minio, plan.passwordFile, ...USERS_FILES.map((file) => file.path)]) {
+    if (exists(at(path)) && !statSync(at(path)).isFile()) throw new UserError(`${path} exists but is not a regular file — move it away and run again`);
+  }
+}
 
-  /** Creates a secret when missing, replaces it when rotating; returns the password now in the file. */
-  const ensureSecret = (path: string, rotate: boolean, make: () => string): { password: string; action: FileAction } => {
-    if (rotate) {
-      const password = make();
-      replaceFile(at(path), password, SECRET_FILE_MODE);
-      return { password, action: "rotated" };
+function checkProxyUser(plan: Plan, proxyPassword: string | undefined): void {
+  const { user, passwordFile } = plan;
+  const rotating = plan.targets.has("proxy");
+  if (plan.password !== undefined && proxyPassword !== undefined && !rotating) {
+    throw new UserError(`${passwordFile} already exists — to replace it: npm run bootstrap -- --rotate proxy:${user} --password-stdin`);
+  }
+  if (proxyPassword !== undefined || rotating) return;
+  for (const { path, format } of USERS_FILES) {
+    const text = readIfExists(plan.at(path));
+    if (text !== undefined && findUserHash(text, user, format) !== undefined) {
+      throw new UserError(`${path} has a line for ${user} but ${passwordFile} is missing — restore it, or set a new password with --rotate proxy:${user}`);
     }
-    const existing = readIfExists(at(path));
-    if (existing === undefined) {
-      const password = make();
-      if (createFileExclusive(at(path), password, SECRET_FILE_MODE)) return { password, action: "created" };
-    }
-    if (tightenMode(at(path))) warnings.push(`${path} was readable by others: its mode is now 0600`);
-    return { password: passwordFromFile(readIfExists(at(path)) ?? ""), action: "kept" };
-  };
+  }
+}
 
-  const postgres = ensureSecret(SECRET_FILES.postgres, targets.has("postgres") && exists(at(SECRET_FILES.postgres)), generatePassword);
-  record(SECRET_FILES.postgres, postgres.action);
-  if (postgres.action === "created" && existingEnv !== undefined) {
-    warnings.push(
+/** Words an attacker would try first for this user's password. */
+function passwordContext(plan: Plan): string[] {
+  return [plan.user, ...(plan.domain ? plan.domain.split(".") : [])];
+}
+
+// ---- Writes: each file appears complete or not at all. ----
+
+function writeEnv(plan: Plan, existing: Existing, report: Report): string {
+  if (existing.env !== undefined) {
+    report.files.push({ path: ".env", action: "kept" });
+    const missing = missingKeys(existing.example, existing.env);
+    if (missing.length > 0) report.warnings.push(`.env lacks settings that .env.example has: ${missing.join(", ")} — copy them from .env.example`);
+    return existing.env;
+  }
+  const text = plan.domain === undefined ? existing.example : setEnvValue(existing.example, "DOMAIN", plan.domain);
+  const created = createFileExclusive(plan.at(".env"), text, ENV_FILE_MODE);
+  report.files.push({ path: ".env", action: created ? "created" : "kept" });
+  return created ? text : (readIfExists(plan.at(".env")) ?? text);
+}
+
+function prepareSecretsDir(plan: Plan, report: Report): void {
+  if (ensurePrivateDir(plan.at("secrets")) === "tightened") report.warnings.push("secrets/ was readable by others: its mode is now 0700");
+  removeStaleTemps(plan.at("secrets"));
+  removeStaleTemps(plan.dir); // a killed run's ..env.tmp-* (no secrets in it, but not git-ignored)
+}
+
+/** Creates a secret when missing, replaces it when rotating; returns the password now in the file. */
+function ensureSecret(plan: Plan, report: Report, path: string, rotate: boolean, make: () => string): { password: string; action: FileAction } {
+  const file = plan.at(path);
+  let result: { password: string; action: FileAction } | undefined;
+  if (rotate) {
+    const password = make();
+    replaceFile(file, password, SECRET_FILE_MODE);
+    result = { password, action: "rotated" };
+  } else if (readIfExists(file) === undefined) {
+    const password = make();
+    if (createFileExclusive(file, password, SECRET_FILE_MODE)) result = { password, action: "created" };
+  }
+  if (result === undefined) {
+    if (tightenMode(file)) report.warnings.push(`${path} was readable by others: its mode is now 0600`);
+    result = { password: passwordFromFile(readIfExists(file) ?? ""), action: "kept" };
+  }
+  report.files.push({ path, action: result.action });
+  return result;
+}
+
+function writePostgresSecret(plan: Plan, existing: Existing, envText: string, report: Report): void {
+  const rotate = plan.targets.has("postgres") && exists(plan.at(SECRET_FILES.postgres));
+  const { action } = ensureSecret(plan, report, SECRET_FILES.postgres, rotate, generatePassword);
+  if (action === "created" && existing.env !== undefined) {
+    report.warnings.push(
       "secrets/postgres_password was missing and is new, but .env existed: if the database was initialised before, it still " +
         "has the old password — put the old file back, or give the database the new one (README: rotating the Postgres password)",
     );
   }
-  if (postgres.action === "rotated") {
-    const env = parseEnv(envText);
-    const dbUser = env.POSTGRES_USER || "mlflow";
-    const db = env.POSTGRES_DB || "mlflow";
-    nextSteps.push(
-      "The database still has the old Postgres password. Give it the new one (the password travels on stdin, not in a command line):\n" +
-        `    docker compose exec -T db psql -v ON_ERROR_STOP=1 -U ${dbUser} -d ${db} <<SQL\n` +
-        `    ALTER ROLE CURRENT_USER PASSWORD '$(cat ${SECRET_FILES.postgres})';\n` +
-        "    SQL\n" +
-        "  then restart MLflow so it reads the new file: docker compose up -d --force-recreate mlflow",
-    );
-  }
+  if (action !== "rotated") return;
+  const env = parseEnv(envText);
+  const dbUser = env.POSTGRES_USER || "mlflow";
+  const db = env.POSTGRES_DB || "mlflow";
+  report.nextSteps.push(
+    "The database still has the old Postgres password. Give it the new one (the password travels on stdin, not in a command line):\n" +
+      `    docker compose exec -T db psql -v ON_ERROR_STOP=1 -U ${dbUser} -d ${db} <<SQL\n` +
+      `    ALTER ROLE CURRENT_USER PASSWORD '$(cat ${SECRET_FILES.postgres})';\n` +
+      "    SQL\n" +
+      "  then restart MLflow so it reads the new file: docker compose up -d --force-recreate mlflow",
+  );
+}
 
-  const minio = ensureSecret(SECRET_FILES.minio, targets.has("minio") && exists(at(SECRET_FILES.minio)), generatePassword);
-  record(SECRET_FILES.minio, minio.action);
-  if (minio.action === "rotated") {
+function writeMinioSecret(plan: Plan, report: Report): void {
+  const rotate = plan.targets.has("minio") && exists(plan.at(SECRET_FILES.minio));
+  const { action } = ensureSecret(plan, report, SECRET_FILES.minio, rotate, generatePassword);
+  if (action === "rotated") {
     // MLflow and createbuckets use the same password as MinIO's root credentials (compose.yml).
-    nextSteps.push("MinIO, MLflow and createbuckets read the MinIO root password when their containers start: docker compose up -d --force-recreate");
+    report.nextSteps.push("MinIO, MLflow and createbuckets read the MinIO root password when their containers start: docker compose up -d --force-recreate");
   }
+}
 
+interface ProxyPassword {
+  password: string;
+  action: FileAction;
+  /** How hard the password is to guess (log10 of guesses), computed only when a hash line is written. */
+  strength: () => number;
+  /** The proxy password when this run generated it. */
+  newPassword?: string;
+}
+
+function writeProxyPassword(plan: Plan, existing: Existing, report: Report): ProxyPassword {
   let generated: string | undefined;
-  const proxy = ensureSecret(passwordFile, targets.has("proxy") && existingPassword !== undefined, () => options.password ?? (generated = generatePassword()));
-  record(passwordFile, proxy.action);
-  const newPassword = proxy.action === "kept" ? undefined : generated;
+  const rotate = plan.targets.has("proxy") && existing.proxyPassword !== undefined;
+  const { password, action } = ensureSecret(plan, report, plan.passwordFile, rotate, () => plan.password ?? (generated = generatePassword()));
+  const newPassword = action === "kept" ? undefined : generated;
+  // A password generated now has 240 random bits; any other (chosen, or kept from the file) gets an estimate.
+  const strength = () => (newPassword !== undefined ? GENERATED_GUESSES_LOG10 : estimateGuessesLog10(password, passwordContext(plan)).guessesLog10);
+  return { password, action, strength, newPassword };
+}
 
-  let proxyChanged = proxy.action !== "kept";
+function writeUsersFiles(plan: Plan, proxy: ProxyPassword, report: Report): void {
+  const { at, user } = plan;
+  let hashes: { caddy: string; htpasswd: string } | undefined;
+  let changed = proxy.action !== "kept";
   for (const { path, format, hash } of USERS_FILES) {
     const text = readIfExists(at(path));
     const current = text === undefined ? undefined : findUserHash(text, user, format);
     if (current !== undefined && proxy.action === "kept") {
-      if (tightenMode(at(path))) warnings.push(`${path} was readable by others: its mode is now 0600`);
+      if (tightenMode(at(path))) report.warnings.push(`${path} was readable by others: its mode is now 0600`);
       if (format === "caddy" && !safeCompare(proxy.password, current)) {
-        warnings.push(
-          `the ${user} line in ${path} does not match ${passwordFile} (edited by hand?) — to make the file's password the login: ` +
-            `npm run bootstrap -- --rotate proxy:${user} --password-stdin < ${passwordFile}`,
+        report.warnings.push(
+          `the ${user} line in ${path} does not match ${plan.passwordFile} (edited by hand?) — to make the file's password the login: ` +
+            `npm run bootstrap -- --rotate proxy:${user} --password-stdin < ${plan.passwordFile}`,
         );
       }
-      record(path, "kept");
+      report.files.push({ path, action: "kept" });
       continue;
     }
-    const line = formatUserLine(user, hash(proxy.password), format);
+    hashes ??= proxyHashes(proxy.password, proxy.strength());
+    const line = formatUserLine(user, hash(hashes), format);
     if (text === undefined && createFileExclusive(at(path), `${line}\n`, SECRET_FILE_MODE)) {
-      record(path, "created");
+      report.files.push({ path, action: "created" });
     } else {
       replaceFile(at(path), setUserLine(readIfExists(at(path)) ?? "", user, line, format), SECRET_FILE_MODE);
-      record(path, current === undefined ? "updated" : "rotated");
+      report.files.push({ path, action: current === undefined ? "updated" : "rotated" });
     }
-    proxyChanged = true;
+    changed = true;
   }
-  if (proxyChanged && files.some((file) => file.path.startsWith("secrets/proxy_users") && file.action !== "created")) {
-    nextSteps.push("If the stack is running, the proxy picks up the changed login with: docker compose restart proxy");
+  if (changed && report.files.some((file) => file.path.startsWith("secrets/proxy_users") && file.action !== "created")) {
+    report.nextSteps.push("If the stack is running, the proxy picks up the changed login with: docker compose restart proxy");
   }
-
-  if (files.some((file) => file.path === SECRET_FILES.postgres && file.action === "created")) {
-    nextSteps.push("Start the stack: docker compose up -d --wait");
-  }
-    return { user, url: stackUrl(parseEnv(envText)), passwordFile, files, warnings, nextSteps, newPassword };
 }
 
 function exists(path: string): boolean {

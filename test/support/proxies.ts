@@ -9,7 +9,7 @@ import { userInfo } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { caddyHash, nginxHash } from "../../scripts/lib/password-hashes.ts";
+import { caddyHash, sshaHash } from "../../scripts/lib/password-hashes.ts";
 import { findBinary } from "./binaries.ts";
 import { freePort } from "./ports.ts";
 import { startProcess, waitUntilListening, type RunningProcess } from "./processes.ts";
@@ -49,14 +49,14 @@ export interface RunningProxy {
   stop: () => Promise<void>;
 }
 
-/** Users file content for Caddy's basic_auth import: `<user> <bcrypt hash>` per line. */
+/** Users file content for Caddy's basic_auth import: `<user> <bcrypt hash>` per line (default cost: a generated password's). */
 export function caddyUsersFile(users: Record<string, string>, cost?: number): string {
   return Object.entries(users).map(([user, password]) => `${user} ${caddyHash(password, cost)}\n`).join("");
 }
 
-/** Users file content for nginx's auth_basic_user_file: `<user>:<hash>` per line. */
+/** Users file content for nginx's auth_basic_user_file: `<user>:{SSHA}...` per line (what generated passwords get). */
 export function htpasswdFile(users: Record<string, string>): string {
-  return Object.entries(users).map(([user, password]) => `${user}:${nginxHash(password)}\n`).join("");
+  return Object.entries(users).map(([user, password]) => `${user}:${sshaHash(password)}\n`).join("");
 }
 
 export function basicAuth(user: string, password: string): string {

@@ -1,0 +1,169 @@
+// Wrong-password bursts against a running proxy: what they cost the proxy in CPU time (read from /proc) and what they
+// do to a valid client's latency meanwhile. Used by the proxy benchmark (bench-proxy.ts).
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { Agent, request } from "node:http";
+import { Worker } from "node:worker_threads";
+import { basicAuth, type RunningProxy } from "../../test/support/proxies.ts";
+
+const PATH = "/api/2.0/mlflow/experiments/search";
+
+let clockTicks: number | undefined;
+/** Kernel clock ticks per second (USER_HZ), the unit of utime/stime in /proc/<pid>/stat. */
+function ticksPerSecond(): number {
+  clockTicks ??= Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout?.trim()) || 100;
+  return clockTicks;
+}
+
+/** User + system CPU seconds the given processes have used so far (fields 14 and 15 of /proc/<pid>/stat). */
+export function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields[0] is field 3 (state)
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // exited
+    }
+  }
+  return ticks / ticksPerSecond();
+}
+
+export function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+/** One request; resolves with its status and duration in ms. */
+function timed(url: string, authorization: string, agent: Agent | false): Promise<{ status: number; ms: number }> {
+  const { hostname, port } = new URL(url);
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const req = request({ host: hostname, port, path: PATH, headers: { authorization }, agent }, (res) => {
+      res.resume();
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - started }));
+      res.on("error", () => resolve({ status: 0, ms: performance.now() - started }));
+    });
+    req.on("error", () => resolve({ status: 0, ms: performance.now() - started }));
+    req.end();
+  });
+}
+
+export interface BurstOptions {
+  /** Who the wrong passwords are for: an existing user, a name the users file does not have, or "" for no credentials. */
+  user: string;
+  /** The valid client's credentials (its requests are timed before and during the burst). */
+  valid: { user: string; password: string };
+  requests: number;
+  parallel: number;
+  /** Bursts in a row (the valid client's samples are pooled over them). */
+  rounds: number;
+  /** Sequential valid requests that give the idle p99, spread over the rounds (each round's just before its burst). */
+  idleSamples: number;
+}
+
+export interface BurstResult {
+  requests: number;
+  parallel: number;
+  rounds: number;
+  /** CPU seconds the proxy's processes used from a burst's start to its last answer (mean per burst). */
+  proxyCpuSeconds: number;
+  /** Seconds per burst (mean). */
+  seconds: number;
+  idleP99Ms: number;
+  burstP99Ms: number;
+  /** Valid requests timed during the burst. */
+  burstSamples: number;
+  /** Answers that were not the expected 401 (wrong) or 200 (valid): should be 0. */
+  unexpected: number;
+}
+
+/**
+ * Sends `requests` wrong passwords for `user`, `parallel` at a time, each on a new connection, from a worker thread:
+ * the valid client's timings in this thread must not include the attacker's work on the same event loop.
+ * Resolves with the number of answers that were not 401.
+ */
+function attack(url: string, user: string, requests: number, parallel: number): Promise<number> {
+  const code = `
+const { workerData, parentPort } = require("node:worker_threads");
+const { request } = require("node:http");
+const { randomBytes } = require("node:crypto");
+const { url, user, requests, parallel, path } = workerData;
+const { hostname, port } = new URL(url);
+let next = 0, unexpected = 0;
+const once = () => new Promise((resolve) => {
+  // user "" sends no credentials at all: the anchor, what a 401 costs without any hash check.
+  const headers = user === "" ? {} : { authorization: "Basic " + Buffer.from(user + ":" + randomBytes(30).toString("base64url")).toString("base64") };
+  const req = request({ host: hostname, port, path, headers, agent: false }, (res) => {
+    res.resume();
+    res.on("end", () => resolve(res.statusCode));
+    res.on("error", () => resolve(0));
+  });
+  req.on("error", () => resolve(0));
+  req.end();
+});
+Promise.all(Array.from({ length: parallel }, async () => {
+  while (next < requests) { next++; if ((await once()) !== 401) unexpected++; }
+})).then(() => parentPort.postMessage(unexpected));
+`;
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(code, { eval: true, workerData: { url, user, requests, parallel, path: PATH } });
+    worker.once("message", (unexpected: number) => {
+      resolve(unexpected);
+      void worker.terminate();
+    });
+    worker.once("error", reject);
+  });
+}
+
+/**
+ * A valid client (one keep-alive connection, sequential requests, as an MLflow client does) is timed idle, then
+ * while `rounds` bursts of `requests` distinct wrong passwords arrive `parallel` at a time (each round one burst, so a
+ * p99 rests on enough samples). CPU is per burst: the mean over the rounds.
+ */
+export async function wrongPasswordBurst(proxy: RunningProxy, options: BurstOptions): Promise<BurstResult> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const validAuth = basicAuth(options.valid.user, options.valid.password);
+  let unexpected = 0;
+  const validRequest = async () => {
+    const result = await timed(proxy.url, validAuth, agent);
+    if (result.status !== 200) unexpected++;
+    return result.ms;
+  };
+  try {
+    await validRequest(); // Caddy verifies (and caches) the valid login once
+    const idle: number[] = [];
+    const during: number[] = [];
+    let cpu = 0;
+    let seconds = 0;
+    for (let round = 0; round < options.rounds; round++) {
+      // Idle samples right before each burst: the machine's other load drifts, so compare neighbours in time.
+      for (let i = 0; i < Math.ceil(options.idleSamples / options.rounds); i++) idle.push(await validRequest());
+      let bursting = true;
+      const validLoop = (async () => {
+        while (bursting) during.push(await validRequest());
+      })();
+      const cpuBefore = cpuSeconds(proxy.pids());
+      const started = performance.now();
+      unexpected += await attack(proxy.url, options.user, options.requests, options.parallel);
+      seconds += (performance.now() - started) / 1000;
+      cpu += cpuSeconds(proxy.pids()) - cpuBefore;
+      bursting = false;
+      await validLoop;
+    }
+    return {
+      requests: options.requests,
+      parallel: options.parallel,
+      rounds: options.rounds,
+      proxyCpuSeconds: cpu / options.rounds,
+      seconds: seconds / options.rounds,
+      idleP99Ms: percentile(idle, 99),
+      burstP99Ms: percentile(during, 99),
+      burstSamples: during.length,
+      unexpected,
+    };
+  } finally {
+    agent.destroy();
+  }
+}

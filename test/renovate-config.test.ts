@@ -1,0 +1,71 @@
+// renovate.json proposes updates for what we pin. Renovate's own validator (npm package `renovate`,
+// renovate-config-validator) is ~400 MB and took ~7 min to install on the CI-sized machine, so it is not a dependency:
+// this test checks the structure and that the patterns really find our pins, and runs the validator when it is on PATH
+// or in RENOVATE_VALIDATOR (e.g. after `npm install --prefix /tmp/renovate renovate`).
+import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { findBinary } from "./support/binaries.ts";
+import { REPO_ROOT } from "./support/proxies.ts";
+import { makeTempDir } from "./support/tmp.ts";
+
+const config = JSON.parse(readFileSync(join(REPO_ROOT, "renovate.json"), "utf8"));
+const read = (path: string) => readFileSync(join(REPO_ROOT, path), "utf8");
+
+/** Renovate writes its regexes as JavaScript RegExp sources (named groups included). */
+const fileMatches = (patterns: string[], path: string) => patterns.some((pattern) => new RegExp(pattern).test(path));
+
+describe("renovate.json", () => {
+  it("uses the docker-compose and dockerfile managers, plus a regex manager, and nothing else", () => {
+    expect(config.$schema).toBe("https://docs.renovatebot.com/renovate-schema.json");
+    expect([...config.enabledManagers].sort()).toEqual(["custom.regex", "docker-compose", "dockerfile"]);
+  });
+
+  it("finds MLFLOW_VERSION in .env.example and mlflow/Dockerfile, at the same version, as the ghcr image tag", () => {
+    const [manager] = config.customManagers;
+    expect(manager).toMatchObject({ customType: "regex", datasourceTemplate: "docker", depNameTemplate: "ghcr.io/mlflow/mlflow" });
+    const versions = [".env.example", "mlflow/Dockerfile"].map((path) => {
+      expect(fileMatches(manager.fileMatch, path), path).toBe(true);
+      const text = read(path);
+      const found = manager.matchStrings.flatMap((source: string) => [...text.matchAll(new RegExp(source, "g"))].map((m) => m.groups!.currentValue));
+      expect(found, path).toHaveLength(1);
+      return found[0];
+    });
+    expect(versions[0]).toBe(versions[1]);
+    expect(read("mlflow/Dockerfile")).toContain("FROM ghcr.io/mlflow/mlflow:v${MLFLOW_VERSION}");
+    // The tag is v<version>; the version Renovate compares is what follows the v (and -full etc. are skipped).
+    const extract = new RegExp(manager.extractVersionTemplate);
+    expect(extract.exec(`v${versions[0]}`)?.groups?.version).toBe(versions[0]);
+    expect(extract.exec(`v${versions[0]}-full`)).toBeNull();
+    expect(fileMatches(manager.fileMatch, "compose.yml")).toBe(false);
+  });
+
+  it("sees every compose image as name:tag (Renovate's docker-compose manager reads `image:`) and never bumps a postgres major", () => {
+    for (const file of ["compose.yml", "compose.prod.yml", "compose.nginx.yml"]) {
+      const services = parse(read(file), { logLevel: "error" }).services ?? {}; // !override/!reset: tags compose knows
+      for (const [name, service] of Object.entries<any>(services)) {
+        if (!service.image || service.image.includes("${")) continue; // our own build (mlflow-stack/mlflow:${MLFLOW_VERSION})
+        expect(service.image, `${file} ${name}`).toMatch(/^[\w./-]+:[\w.-]+$/);
+      }
+    }
+    const postgresMajor = config.packageRules.find((rule: any) => rule.matchPackageNames?.includes("postgres"));
+    expect(postgresMajor).toMatchObject({ matchDatasources: ["docker"], matchUpdateTypes: ["major"], enabled: false });
+  });
+
+  const validator = process.env.RENOVATE_VALIDATOR ?? findBinary("renovate-config-validator");
+  it.skipIf(!validator)("passes renovate-config-validator, which rejects a broken copy", () => {
+    const ok = spawnSync(validator!, [join(REPO_ROOT, "renovate.json")], { encoding: "utf8" });
+    expect(ok.stdout + ok.stderr).toMatch(/Config validated successfully/);
+    const { dir, cleanup } = makeTempDir("renovate");
+    try {
+      const broken = join(dir, "renovate.json");
+      writeFileSync(broken, JSON.stringify({ ...config, enabledManagers: [...config.enabledManagers, "no-such-manager"] }));
+      const bad = spawnSync(validator!, [broken], { encoding: "utf8" });
+      expect(bad.stdout + bad.stderr).toMatch(/Found errors in configuration/);
+    } finally {
+      cleanup();
+    }
+  });
+});
