@@ -2,7 +2,7 @@
 // Incremental: an object the previous complete backup holds with the same size and ETag is not sent again; its file is
 // reused (hard link / server-side copy), and the new manifest still lists it, so every backup is whole on its own and
 // pruning one never touches another.
-import { DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
+import { DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -108,6 +108,7 @@ export async function backupObjects(opts: {
 
 /** Metadata our restore puts on each object: a re-run skips objects it already restored (resumable). */
 const SHA_META = "backup-sha256";
+const SINGLE_PUT_MAX = 1 << 30;
 
 export async function verifyParts(store: BackupStore, manifest: Manifest, onProgress?: ObjectsProgress): Promise<void> {
   const name = manifest.name;
@@ -167,7 +168,11 @@ export async function restoreObjects(opts: {
     else {
       const h = hashing();
       const body = (await store.read(manifest.name, item.file)).pipe(h);
-      await new Upload({ client: s3, params: { Bucket: bucket, Key: item.key, Body: body, Metadata: { [SHA_META]: item.sha256 } }, queueSize: 2, partSize: 16 << 20 }).done().catch((e) => {
+      const params = { Bucket: bucket, Key: item.key, Body: body, Metadata: { [SHA_META]: item.sha256 } };
+      // Up to 1 GiB: one PUT that streams the file with its known length (flat memory); bigger: multipart (8 MiB parts).
+      const sending =
+        item.size <= SINGLE_PUT_MAX ? s3.send(new PutObjectCommand({ ...params, ContentLength: item.size })) : new Upload({ client: s3, params, queueSize: 1, partSize: 8 << 20 }).done();
+      await sending.catch((e) => {
         throw bucketFailure(bucket, e);
       });
       const got = h.result();
