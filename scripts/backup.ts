@@ -63,6 +63,13 @@ async function main(): Promise<number> {
   const dest = destination(values.to, values["to-endpoint"], process.cwd());
   await dest.store.probe(); // an unwritable or unreachable destination fails before anything starts
   const endpoints = await openEndpoints(values, process.cwd(), docker(process.cwd()), progress.phase);
+  // Ctrl-C or a kill: the backup stays marked INCOMPLETE (never used, never counted); the forwarder is stopped.
+  const onSignal = (signal: NodeJS.Signals) => {
+    progress.phase(`${signal}: stopping; this backup stays marked INCOMPLETE and is ignored from now on`);
+    void endpoints.close().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   try {
     const result = await runBackup({ ...endpoints, store: dest.store, keep, onPhase: progress.phase, onObjects: progress.objects });
     if (values.json) {
@@ -71,6 +78,8 @@ async function main(): Promise<number> {
     } else process.stdout.write(formatBackupSummary(result) + "\n");
     return 0;
   } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     await endpoints.close();
     dest.close();
   }

@@ -74,6 +74,17 @@ async function main(): Promise<number> {
   const d = docker(process.cwd());
   const endpoints = await openEndpoints(values, process.cwd(), d, progress.phase);
   let restart: (() => Promise<void>) | undefined;
+  // Ctrl-C or a kill: psql's transaction is rolled back when it dies; MLflow must not stay stopped. Objects already
+  // put back stay: the same command resumes.
+  const onSignal = (signal: NodeJS.Signals) => {
+    progress.phase(`${signal}: stopping; the database transaction is rolled back; run the same command again to resume`);
+    void (async () => {
+      if (restart) await restart().catch(() => {});
+      await endpoints.close();
+    })().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   try {
     const result = await runRestore({
       ...endpoints,
@@ -102,6 +113,8 @@ async function main(): Promise<number> {
     else process.stdout.write(formatRestoreSummary(result) + (smoke ? `\n  smoke      ${smoke.summary}` : "") + "\n");
     return smoke && !smoke.ok ? 1 : 0;
   } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     // A failed restore leaves MLflow as it found it: running on the untouched (or fully restored) data.
     if (restart) await restart().catch((e) => progress.phase(`could not start MLflow again: ${e instanceof Error ? e.message : e}`));
     await endpoints.close();
