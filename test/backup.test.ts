@@ -1,7 +1,7 @@
 // npm run backup / npm run restore as users run them (child processes) against a real PostgreSQL and a real S3 server,
 // with the real MLflow fixture migrated in: round trip byte for byte, incremental, --keep, damaged backups, a target
 // that holds data, --replace, a kill -9 in the middle of a backup, an s3:// destination.
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync, chmodSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -127,6 +127,27 @@ describe.skipIf(!initdbPath)("backup and restore against PostgreSQL and S3", () 
     expect(JSON.parse(replaced.stdout).objects).toMatchObject({ deleted: 1, skipped: out.manifest.objects.count, uploaded: 0 });
     expect(await tableDigest("dst")).toEqual(await tableDigest("src"));
     expect([...(await bucketContents("dst-bucket")).keys()].sort()).toEqual([...src.keys()].sort());
+  });
+
+  it("an interrupted restore resumes: objects already put back are skipped, the rest uploaded, no --replace needed", async () => {
+    const dest = join(tmp.dir, "resume");
+    const b = backup(dest, "src", "src-bucket");
+    expect(b.status, b.stderr).toBe(0);
+    const dir = join(dest, JSON.parse(b.stdout).name);
+    await createMlflowDatabase(server, "resumed");
+    const first = restore(dir, "resumed", "dst-bucket", ["--replace"]);
+    expect(first.status, first.stderr).toBe(0);
+    // The state an interruption during the object phase leaves: an empty database, some of the objects back.
+    await createMlflowDatabase(server, "resumed");
+    const keys = [...(await bucketContents("dst-bucket")).keys()].sort();
+    const gone = keys.filter((_, i) => i % 2 === 0);
+    await s3.send(new DeleteObjectsCommand({ Bucket: "dst-bucket", Delete: { Objects: gone.map((Key) => ({ Key })) } }));
+    const again = restore(dir, "resumed", "dst-bucket");
+    expect(again.status, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout).objects).toEqual({ uploaded: gone.length, skipped: keys.length - gone.length, deleted: 0 });
+    expect(await tableDigest("resumed")).toEqual(await tableDigest("src"));
+    const [src, dst] = await Promise.all([bucketContents("src-bucket"), bucketContents("dst-bucket")]);
+    for (const [key, bytes] of src) expect(dst.get(key)?.equals(bytes), key).toBe(true);
   });
 
   it("incremental: a second backup copies no unchanged object, lists them all, and restores whole on its own", async () => {
