@@ -2,7 +2,7 @@
 // Puts a backup made by npm run backup back, verified; see scripts/lib/backup/restore.ts.
 import { createInterface } from "node:readline/promises";
 import { parseCli, runCli, UsageError } from "./lib/cli.ts";
-import { docker } from "./lib/migrate/docker.ts";
+import { check, docker } from "./lib/migrate/docker.ts";
 import { stopMlflow } from "./lib/migrate/local-stack.ts";
 import { openEndpoints, source } from "./lib/backup/endpoints.ts";
 import { formatRestoreSummary, progressPrinter } from "./lib/backup/report.ts";
@@ -103,7 +103,7 @@ async function main(): Promise<number> {
       await restart();
       restart = undefined;
       // `docker compose start` returns before MLflow is healthy: wait for it like the user would.
-      await d.compose(["up", "-d", "--wait", "--no-deps", "mlflow"]);
+      check(await d.compose(["up", "-d", "--wait", "--no-deps", "mlflow"]), "waiting for MLflow to be healthy after the restore", "see docker compose logs mlflow");
       if (!values["no-smoke"]) smoke = await smokeStack(process.cwd(), endpoints.mlflowVersion ?? undefined, (l) => process.stderr.write(l + "\n"));
     } else if (restart) {
       restart = undefined; // MLflow refuses an out-of-date schema: it stays stopped until db-upgrade ran
