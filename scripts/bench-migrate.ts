@@ -10,6 +10,7 @@ import { parseCli, runCli, UserError } from "./lib/cli.ts";
 import { inflate } from "./lib/migrate/inflate.ts";
 import { readCatalog } from "./lib/migrate/target.ts";
 import { findBinary } from "../test/support/binaries.ts";
+import { timed } from "./lib/bench-timing.ts";
 import { createMlflowDatabase, FIXTURES, initdbPath, startPostgres, type TestPostgres } from "../test/support/postgres.ts";
 import { makeTempDir } from "../test/support/tmp.ts";
 
@@ -20,18 +21,6 @@ interface Row {
   seconds: number;
   rss?: number;
   note: string;
-}
-
-/** Runs a command under /usr/bin/time; returns wall seconds and peak RSS (KiB) of the command and its children. */
-function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): { seconds: number; rssKiB?: number; stdout: string; stderr: string; status: number | null } {
-  const t0 = performance.now();
-  const hasTime = !!findBinary("time", ["/usr/bin"]);
-  const r = hasTime
-    ? spawnSync("/usr/bin/time", ["-f", "RSSKIB=%M", cmd, ...args], { cwd: ROOT, env, encoding: "utf8", maxBuffer: 64 << 20 })
-    : spawnSync(cmd, args, { cwd: ROOT, env, encoding: "utf8", maxBuffer: 64 << 20 });
-  const seconds = (performance.now() - t0) / 1000;
-  const m = /RSSKIB=(\d+)/.exec(r.stderr ?? "");
-  return { seconds, rssKiB: m ? Number(m[1]) : undefined, stdout: r.stdout, stderr: r.stderr, status: r.status };
 }
 
 /** sqlite3 -csv | psql \copy, table by table in foreign-key order, into the schema with all keys in place. */

@@ -27,7 +27,11 @@ export interface TestPostgres {
   stop(): Promise<void>;
 }
 
-export async function startPostgres(): Promise<TestPostgres> {
+/**
+ * `durable`: run with PostgreSQL's production defaults (fsync, full_page_writes, synchronous_commit on), for
+ * benchmarks; tests keep the fast settings.
+ */
+export async function startPostgres({ durable = false }: { durable?: boolean } = {}): Promise<TestPostgres> {
   if (!initdbPath) throw new Error("initdb not found (apt-get install postgresql-15)");
   const bin = join(initdbPath, "..");
   const { dir, cleanup } = makeTempDir("pg");
@@ -45,7 +49,8 @@ export async function startPostgres(): Promise<TestPostgres> {
   if (asPostgres.length) execFileSync("chown", ["-R", "postgres", dir]);
   run(join(bin, "initdb"), ["-D", data, "-U", user, `--pwfile=${pwfile}`, "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C.UTF-8"]);
   const port = await freePort();
-  const args = ["-D", data, "-p", String(port), "-h", "127.0.0.1", "-k", dir, "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"];
+  const fast = durable ? [] : ["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"];
+  const args = ["-D", data, "-p", String(port), "-h", "127.0.0.1", "-k", dir, ...fast];
   const proc = asPostgres.length
     ? startProcess("runuser", ["-u", "postgres", "--", join(bin, "postgres"), ...args])
     : startProcess(join(bin, "postgres"), args);

@@ -17,9 +17,10 @@ export interface Docker {
   compose(args: string[]): Promise<DockerResult>;
 }
 
-export function docker(cwd: string, executable = "docker"): Docker {
+/** `env`: variables added to the environment of every call (e.g. MLFLOW_VERSION, which wins over .env in Compose). */
+export function docker(cwd: string, executable = "docker", env: Record<string, string> = {}): Docker {
   // zx quotes each interpolated argument; a non-zero exit is an expected branch here (nothrow), judged by `check`.
-  const sh = $({ cwd, quiet: true, nothrow: true, stdio: ["ignore", "pipe", "pipe"] });
+  const sh = $({ cwd, quiet: true, nothrow: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   const run = async (args: string[]): Promise<DockerResult> => {
     const result = await sh`command -v ${executable} >/dev/null || exit 127; ${executable} ${args}`;
     const code = result.exitCode ?? 1;

@@ -1,0 +1,170 @@
+// The database side of backup and restore: PostgreSQL's own tools, run either inside the stack's `db` container
+// (docker compose exec: the tools are the server's own version, and the local socket needs no password) or as local
+// programs against --db URL (the password travels in PGPASSWORD, never on a command line).
+//
+// A backup reads everything in ONE snapshot: we open a REPEATABLE READ transaction, export its snapshot
+// (pg_export_snapshot) and hand it to `pg_dump --snapshot`, and count every table's rows in that same transaction, so
+// the counts in the manifest are exactly what the dump holds even while MLflow writes.
+// https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-SNAPSHOT-SYNCHRONIZATION
+//
+// A restore replaces the `public` schema in one transaction: `pg_restore -f -` turns the dump into SQL that psql runs
+// after `drop schema public cascade; create schema public` with --single-transaction and ON_ERROR_STOP, so a failure
+// leaves the database exactly as it was; and tables a newer MLflow added (restoring an older backup) do not linger to
+// break the later `db-upgrade`.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import type pg from "pg";
+import { UserError } from "../cli.ts";
+import { quoteIdent, redactUrl } from "../migrate/target.ts";
+
+export interface PgTools {
+  /** for messages: "pg_dump in the db container" / "local pg_dump 15.20" */
+  describe: string;
+  /** Major version of the tools, or undefined when they run in the server's own container. */
+  major(): number | undefined;
+  /** pg_dump -Fc of the snapshot, as a stream; `done` settles when pg_dump exits. */
+  dump(snapshot: string): { stdout: Readable; done: Promise<void> };
+  /** Replaces the database's public schema with the dump read from `input`, in one transaction. */
+  restore(input: Readable): Promise<void>;
+}
+
+function lastLine(text: string, fallback: string) {
+  return text.trim().split("\n").filter(Boolean).at(-1) ?? fallback;
+}
+
+/** Resolves when the child exits 0; a UserError naming `what` and its last stderr line otherwise. */
+function finished(child: ChildProcess, what: string): Promise<void> {
+  let stderr = "";
+  child.stderr?.setEncoding("utf8").on("data", (d: string) => (stderr = (stderr + d).slice(-4000)));
+  return new Promise((resolve, reject) => {
+    child.once("error", (e) => reject(new UserError(`${what} could not start: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
+    child.once("close", (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new UserError(`${what} failed: ${lastLine(stderr, signal ? `killed by ${signal}` : `exit ${code}`)}`));
+    });
+  });
+}
+
+const PRELUDE = "drop schema if exists public cascade;\ncreate schema public;\n";
+
+/** Runs `restoreArgs` (pg_restore -f -) into `psqlArgs` (psql, one transaction) with `spawnTool`. */
+async function pipeRestore(spawnTool: (args: string[]) => ChildProcess, restoreArgs: string[], psqlArgs: string[], input: Readable) {
+  const restore = spawnTool(restoreArgs);
+  const psql = spawnTool(psqlArgs);
+  const restoreDone = finished(restore, "pg_restore");
+  const psqlDone = finished(psql, "psql (restoring the dump)");
+  input.on("error", (e) => restore.kill() && psql.kill() && void e);
+  input.pipe(restore.stdin!);
+  restore.stdin!.on("error", () => {}); // pg_restore stopping early shows as its exit status
+  psql.stdin!.on("error", () => {});
+  psql.stdin!.write(PRELUDE);
+  restore.stdout!.pipe(psql.stdin!);
+  const results = await Promise.allSettled([restoreDone, psqlDone]);
+  const failed = results.find((r) => r.status === "rejected") as PromiseRejectedResult | undefined;
+  if (failed) throw failed.reason;
+}
+
+/** Tools in the stack's db container: `docker compose exec -T db …` in the stack's directory. */
+export function containerTools(dir: string, user: string, db: string, dockerExecutable = "docker"): PgTools {
+  const exec = (args: string[]) => spawn(dockerExecutable, ["compose", "exec", "-T", "db", ...args], { cwd: dir, stdio: ["pipe", "pipe", "pipe"] });
+  return {
+    describe: "pg_dump in the db container",
+    major: () => undefined,
+    dump(snapshot) {
+      const child = exec(["pg_dump", "-U", user, "-d", db, "-Fc", `--snapshot=${snapshot}`]);
+      child.stdin!.end();
+      return { stdout: child.stdout!, done: finished(child, "pg_dump (docker compose exec db)") };
+    },
+    restore: (input) =>
+      pipeRestore(exec, ["pg_restore", "--no-owner", "--no-privileges", "-f", "-"], ["psql", "-X", "-q", "-U", user, "-d", db, "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"], input),
+  };
+}
+
+/** Directory of PostgreSQL client programs: PATH first, else Debian's /usr/lib/postgresql/<newest>/bin. */
+export function findPgBin(): string | undefined {
+  const onPath = spawnSync("sh", ["-c", "command -v pg_dump"], { encoding: "utf8" }).stdout.trim();
+  if (onPath) return join(onPath, "..");
+  if (!existsSync("/usr/lib/postgresql")) return undefined;
+  const versions = readdirSync("/usr/lib/postgresql").filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
+  return versions.length ? `/usr/lib/postgresql/${versions[0]}/bin` : undefined;
+}
+
+/** Local client programs against `url` (password separate). */
+export function localTools(url: string, password: string | undefined, bin = findPgBin()): PgTools {
+  if (!bin) throw new UserError("pg_dump not found — install the PostgreSQL client (apt-get install postgresql-client) or back up the local stack (no --db)");
+  const u = new URL(url);
+  u.password = "";
+  const conn = u.toString();
+  const env = { ...process.env, ...(password === undefined ? {} : { PGPASSWORD: password }) };
+  const run = (args: string[]) => spawn(join(bin, args[0]), args.slice(1), { env, stdio: ["pipe", "pipe", "pipe"] });
+  let major: number | undefined;
+  let version = "";
+  return {
+    get describe() {
+      return `local pg_dump ${version}`.trim();
+    },
+    major() {
+      if (major === undefined) {
+        const r = spawnSync(join(bin, "pg_dump"), ["--version"], { encoding: "utf8" });
+        const m = /(\d+)(?:\.(\d+))?/.exec(r.stdout ?? "");
+        if (!m) throw new UserError(`cannot run ${join(bin, "pg_dump")} --version — install the PostgreSQL client`);
+        version = m[0];
+        major = Number(m[1]);
+      }
+      return major;
+    },
+    dump(snapshot) {
+      const child = run(["pg_dump", "-Fc", `--snapshot=${snapshot}`, "-d", conn]);
+      child.stdin!.end();
+      return { stdout: child.stdout!, done: finished(child, `pg_dump (${redactUrl(url)})`) };
+    },
+    restore: (input) => pipeRestore(run, ["pg_restore", "--no-owner", "--no-privileges", "-f", "-"], ["psql", "-X", "-q", "-d", conn, "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"], input),
+  };
+}
+
+/** The server's major version and full version text. */
+export async function serverVersion(client: pg.Client): Promise<{ major: number; text: string }> {
+  const r = await client.query<{ n: string; v: string }>("select current_setting('server_version_num') as n, current_setting('server_version') as v");
+  return { major: Math.floor(Number(r.rows[0].n) / 10000), text: r.rows[0].v.split(" ")[0] };
+}
+
+/** Refuses client tools older than the server (pg_dump cannot dump a newer server). */
+export function checkToolVersion(tools: PgTools, server: { major: number; text: string }) {
+  const major = tools.major();
+  if (major !== undefined && major < server.major) {
+    throw new UserError(`${tools.describe} is older than the server (PostgreSQL ${server.text}) — install PostgreSQL ${server.major}'s client tools, or back up the local stack (no --db: uses the server's own pg_dump)`);
+  }
+}
+
+/** Tables of the public schema, for counting. */
+export async function publicTables(client: pg.Client): Promise<string[]> {
+  const r = await client.query<{ t: string }>(`select c.relname as t from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'public' and c.relkind in ('r', 'p') order by 1`);
+  return r.rows.map((x) => x.t);
+}
+
+export async function rowCounts(client: pg.Client): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const t of await publicTables(client)) {
+    counts[t] = Number((await client.query<{ n: string }>(`select count(*) as n from public.${quoteIdent(t)}`)).rows[0].n);
+  }
+  return counts;
+}
+
+export async function alembicRevision(client: pg.Client): Promise<string | null> {
+  const has = await client.query(`select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'public' and c.relname = 'alembic_version'`);
+  if (!has.rowCount) return null;
+  const r = await client.query<{ v: string }>("select version_num as v from public.alembic_version");
+  return r.rows[0]?.v ?? null;
+}
+
+/**
+ * Opens a REPEATABLE READ transaction on `client` and exports its snapshot. Keep the transaction open until pg_dump
+ * has finished; `end()` closes it.
+ */
+export async function exportSnapshot(client: pg.Client): Promise<{ id: string; end(): Promise<void> }> {
+  await client.query("begin isolation level repeatable read read only");
+  const id = (await client.query<{ s: string }>("select pg_export_snapshot() as s")).rows[0].s;
+  return { id, end: async () => void (await client.query("commit")) };
+}

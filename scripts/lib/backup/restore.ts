@@ -1,0 +1,140 @@
+// One restore: check everything before touching anything (manifest, every part's sha256, tool and MLflow versions,
+// an empty target), then the objects (resumable: a re-run skips what an interrupted one already put back), then the
+// database in one transaction, then compare row counts and object count/bytes with the manifest.
+import type { S3Client } from "@aws-sdk/client-s3";
+import type pg from "pg";
+import { UserError } from "../cli.ts";
+import { readCatalog, userData } from "../migrate/target.ts";
+import { alembicRevision, checkToolVersion, rowCounts, serverVersion, type PgTools } from "./database.ts";
+import { parseManifest, type Manifest } from "./manifest.ts";
+import { deleteObjects, foreignObjects, listBucket, restoreObjects, verifyParts, type ObjectsProgress } from "./objects.ts";
+import { INCOMPLETE, MANIFEST, MANIFEST_SUM, type BackupStore } from "./store.ts";
+import { compareVersions, isVersion } from "./versions.ts";
+
+export interface RestoreOptions {
+  store: BackupStore;
+  name: string;
+  connect: () => Promise<pg.Client>;
+  tools: PgTools;
+  s3: S3Client;
+  bucket: string;
+  /** MLFLOW_VERSION of the target stack, when known */
+  targetVersion: string | null;
+  replace: boolean;
+  /** runs after every check passed, before the first write (the CLI stops MLflow there) */
+  beforeWrite?: () => Promise<void>;
+  onPhase?: (message: string) => void;
+  onObjects?: ObjectsProgress;
+}
+
+export interface RestoreResult {
+  name: string;
+  from: string;
+  manifest: Omit<Manifest, "objects"> & { objects: Omit<Manifest["objects"], "items"> };
+  objects: { uploaded: number; skipped: number; deleted: number };
+  verified: { tables: number; rows: number; objects: number; bytes: number };
+  /** set when the backup is from an older MLflow: the schema must be upgraded before MLflow starts */
+  needsUpgrade: string | null;
+  seconds: number;
+}
+
+export async function readManifest(store: BackupStore, name: string): Promise<Manifest> {
+  const where = `${store.where}/${name}`;
+  if (await store.has(name, INCOMPLETE)) throw new UserError(`${where} is an incomplete backup (it failed or was interrupted) — restore a complete one`);
+  if (!(await store.has(name, MANIFEST))) throw new UserError(`${where} has no ${MANIFEST} — is this a backup folder (backups/<time>)?`);
+  const sum = (await store.has(name, MANIFEST_SUM)) ? await store.readText(name, MANIFEST_SUM) : undefined;
+  const manifest = parseManifest(await store.readText(name, MANIFEST), sum, where);
+  if (manifest.name !== name) throw new UserError(`the manifest of ${where} names another backup (${manifest.name}) — it was moved by hand; put it back as ${manifest.name}`);
+  return manifest;
+}
+
+/** What the versions say: undefined = fine; a string = the note for after the restore; throws when refused. */
+export function versionVerdict(manifest: Manifest, targetVersion: string | null, targetRevision: string | null): string | null {
+  const from = manifest.mlflowVersion;
+  if (from && targetVersion && isVersion(from) && isVersion(targetVersion)) {
+    const c = compareVersions(from, targetVersion);
+    if (c > 0) throw new UserError(`the backup is from MLflow ${from}, NEWER than the stack's ${targetVersion} — upgrade the stack first (npm run upgrade -- --to ${from}), then restore; nothing was changed`);
+    if (c < 0) return `the backup is from MLflow ${from} (schema ${manifest.alembicRevision}), older than the stack's ${targetVersion}: run docker compose run --rm mlflow db-upgrade before starting MLflow`;
+    return null;
+  }
+  if (targetRevision && manifest.alembicRevision && targetRevision !== manifest.alembicRevision) {
+    throw new UserError(`schema revisions differ (backup ${manifest.alembicRevision}, target ${targetRevision}) and the MLflow versions are unknown — restore into a stack running the backup's MLflow version; nothing was changed`);
+  }
+  return null;
+}
+
+export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
+  const phase = o.onPhase ?? (() => {});
+  const t0 = performance.now();
+  const manifest = await readManifest(o.store, o.name);
+  phase(`checking every part of ${o.store.where}/${o.name} against its manifest (sha256)`);
+  await verifyParts(o.store, manifest, o.onObjects);
+
+  const client = await o.connect();
+  let needsUpgrade: string | null;
+  let current;
+  try {
+    const server = await serverVersion(client);
+    checkToolVersion(o.tools, server);
+    const dumpedMajor = Number(/^(\d+)/.exec(manifest.postgres.serverVersion)?.[1] ?? 0);
+    const toolMajor = o.tools.major();
+    if (toolMajor !== undefined && toolMajor < dumpedMajor) {
+      throw new UserError(`the backup was dumped from PostgreSQL ${manifest.postgres.serverVersion}; ${o.tools.describe} cannot read it — install PostgreSQL ${dumpedMajor}'s client tools; nothing was changed`);
+    }
+    if (server.major < dumpedMajor) phase(`note: restoring a PostgreSQL ${manifest.postgres.serverVersion} dump into PostgreSQL ${server.text}`);
+    const revision = await alembicRevision(client);
+    needsUpgrade = versionVerdict(manifest, o.targetVersion, revision);
+    const catalog = await readCatalog(client);
+    const data = await userData(client, catalog);
+    current = await listBucket(o.s3, o.bucket);
+    const foreign = foreignObjects(current, manifest);
+    if ((data.length || foreign.length) && !o.replace) {
+      const what = [...data.slice(0, 3), ...(foreign.length ? [`bucket ${o.bucket}: ${foreign.length} object(s) not in the backup`] : [])].join(", ");
+      throw new UserError(`the target holds data (${what}) — restore into an empty stack, or pass --replace to overwrite it; nothing was changed`);
+    }
+  } finally {
+    await client.end().catch(() => {});
+  }
+
+  await o.beforeWrite?.();
+  phase(`restoring ${manifest.objects.count} objects (${manifest.objects.bytes} bytes) into bucket ${o.bucket}`);
+  const objects = await restoreObjects({ s3: o.s3, bucket: o.bucket, store: o.store, manifest, current, onProgress: o.onObjects });
+  phase("restoring the database (one transaction: all or nothing)");
+  await o.tools.restore(await o.store.read(o.name, manifest.database.file));
+  const wanted = new Set(manifest.objects.items.map((i) => i.key));
+  const extra = current.filter((c) => !wanted.has(c.key)).map((c) => c.key);
+  if (extra.length) {
+    phase(`--replace: deleting ${extra.length} objects that are not in the backup`);
+    await deleteObjects(o.s3, o.bucket, extra);
+  }
+
+  phase("verifying row counts and objects against the manifest");
+  const check = await o.connect();
+  let counts: Record<string, number>;
+  try {
+    counts = await rowCounts(check);
+  } finally {
+    await check.end().catch(() => {});
+  }
+  const wrong = Object.entries(manifest.database.tables).filter(([t, n]) => counts[t] !== n);
+  if (wrong.length) {
+    throw new UserError(`restored row counts differ from the manifest (${wrong.slice(0, 3).map(([t, n]) => `${t}: ${counts[t] ?? "missing"}, expected ${n}`).join("; ")}) — the restore is not trustworthy; run it again with --replace`);
+  }
+  const after = await listBucket(o.s3, o.bucket);
+  const sizes = new Map(after.map((a) => [a.key, a.size]));
+  const missing = manifest.objects.items.filter((i) => sizes.get(i.key) !== i.size);
+  const bytes = after.reduce((n, a) => n + a.size, 0);
+  if (missing.length || after.length !== manifest.objects.count || bytes !== manifest.objects.bytes) {
+    throw new UserError(`the bucket holds ${after.length} objects / ${bytes} bytes after the restore, the manifest ${manifest.objects.count} / ${manifest.objects.bytes}${missing.length ? ` (e.g. ${missing[0].key})` : ""} — run the restore again (it resumes)`);
+  }
+  const { items: _items, ...objectSummary } = manifest.objects;
+  return {
+    name: manifest.name,
+    from: o.store.where,
+    manifest: { ...manifest, objects: objectSummary },
+    objects: { ...objects, deleted: extra.length },
+    verified: { tables: Object.keys(manifest.database.tables).length, rows: Object.values(counts).reduce((a, b) => a + b, 0), objects: after.length, bytes },
+    needsUpgrade,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}

@@ -1,0 +1,111 @@
+// npm run upgrade -- --to 3.19.0 [--dry-run] [--no-backup] [--backup-to DIR|s3://…] [--yes]
+// Upgrades the local stack's MLflow with a backup first and a rollback on failure; see scripts/lib/upgrade/upgrade.ts.
+import { createInterface } from "node:readline/promises";
+import { parseCli, runCli, UsageError, UserError } from "./lib/cli.ts";
+import { docker } from "./lib/migrate/docker.ts";
+import { stackSettings } from "./lib/migrate/local-stack.ts";
+import { runBackup } from "./lib/backup/backup.ts";
+import { containerTools } from "./lib/backup/database.ts";
+import { destination, envFile, openEndpoints } from "./lib/backup/endpoints.ts";
+import { hashing, DUMP } from "./lib/backup/store.ts";
+import { progressPrinter } from "./lib/backup/report.ts";
+import { smokeStack } from "./lib/backup/smoke.ts";
+import { checkVersions, plan, runUpgrade } from "./lib/upgrade/upgrade.ts";
+
+// The AWS SDK warns about Node < 22 on stderr (about its future releases, not this run): keep errors to one line.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+
+const HELP = `Usage: npm run upgrade -- --to VERSION [options]
+
+Upgrades the local stack's MLflow (run from its directory, stack started): builds the new image, stops MLflow, backs
+up the database and artifacts, runs the schema upgrade, starts MLflow and waits until it is healthy, runs the smoke
+checks, and only then writes MLFLOW_VERSION to .env. If anything fails after the schema step, it restores the
+database from that backup and starts the old MLflow again. A downgrade is refused.
+
+  --to VERSION        the MLflow version to run (e.g. 3.19.0)
+  --dry-run           print the plan; change nothing
+  --backup-to DEST    where the backup goes (default backups/ here; s3://bucket/prefix as for npm run backup)
+  --no-backup         skip the backup (NOT recommended: a failed upgrade then cannot be rolled back)
+  --yes               do not ask for confirmation
+  --json              print the result as JSON on stdout (progress stays on stderr)
+  -h, --help          this text`;
+
+const OPTIONS = {
+  to: { type: "string" },
+  "dry-run": { type: "boolean" },
+  "backup-to": { type: "string" },
+  "no-backup": { type: "boolean" },
+  yes: { type: "boolean" },
+  json: { type: "boolean" },
+} as const;
+
+async function main(): Promise<number> {
+  const { values } = parseCli("upgrade", process.argv.slice(2), OPTIONS);
+  if (values.help) {
+    process.stdout.write(HELP + "\n");
+    return 0;
+  }
+  if (!values.to) throw new UsageError("--to VERSION is required (e.g. --to 3.19.0); see --help");
+  const dir = process.cwd();
+  const from = envFile(dir).MLFLOW_VERSION;
+  checkVersions(from, values.to);
+  const withBackup = !values["no-backup"];
+  const backupTo = values["backup-to"] ?? "backups/";
+  const steps = plan(from!, values.to, withBackup, backupTo);
+  if (values["dry-run"]) {
+    if (values.json) process.stdout.write(JSON.stringify({ from, to: values.to, dryRun: true, steps }, null, 2) + "\n");
+    else process.stdout.write(`Upgrade plan: MLflow ${from} -> ${values.to} (dry run: nothing was changed)\n${steps.map((s, i) => `  ${i + 1}. ${s}`).join("\n")}\n`);
+    return 0;
+  }
+  const progress = progressPrinter(process.stderr, "upgrade");
+  if (!withBackup) process.stderr.write("upgrade: WARNING: --no-backup: a failed upgrade cannot be rolled back\n");
+  if (!values.yes) {
+    if (!(process.stdin.isTTY && process.stderr.isTTY)) throw new UsageError("not on a terminal: pass --yes to upgrade without confirmation");
+    const rl = createInterface({ input: process.stdin, output: process.stderr });
+    const answer = await rl.question(`Upgrade MLflow ${from} -> ${values.to}? MLflow is down for a few minutes. [y/N] `);
+    rl.close();
+    if (!/^y(es)?$/i.test(answer.trim())) throw new UserError("cancelled; nothing was changed");
+  }
+  const settings = stackSettings(dir);
+  const dockerFor = (version: string) => docker(dir, "docker", { MLFLOW_VERSION: version });
+
+  const backup = async () => {
+    const dest = destination(values["backup-to"], undefined, dir);
+    const endpoints = await openEndpoints({}, dir, dockerFor(from!), progress.phase);
+    try {
+      const result = await runBackup({ ...endpoints, store: dest.store, onPhase: progress.phase, onObjects: progress.objects });
+      const { store } = dest;
+      return {
+        where: `${result.where}/${result.name}`,
+        restoreDatabase: async () => {
+          // The dump was written minutes ago; its checksum is still checked before it replaces the database.
+          const h = hashing();
+          for await (const _ of (await store.read(result.name, DUMP)).pipe(h)) void _;
+          if (h.result().sha256 !== result.manifest.database.sha256) throw new UserError(`the backup's database dump no longer matches its checksum`);
+          progress.phase(`restoring the database from ${result.where}/${result.name}`);
+          await containerTools(dir, settings.user, settings.db).restore(await store.read(result.name, DUMP));
+        },
+      };
+    } finally {
+      await endpoints.close();
+    }
+  };
+
+  const result = await runUpgrade({
+    dir,
+    from: from!,
+    to: values.to,
+    dockerFor,
+    backup: withBackup ? backup : undefined,
+    smoke: (version) => smokeStack(dir, version, (l) => process.stderr.write(l + "\n")),
+    onPhase: progress.phase,
+  });
+  if (values.json) process.stdout.write(JSON.stringify(result, null, 2) + "\n");
+  else
+    process.stdout.write(
+      `Upgrade complete: MLflow ${result.from} -> ${result.to} (${result.seconds.toFixed(1)} s)\n  backup   ${result.backup ?? "none (--no-backup)"}\n  smoke    ${result.smoke}\n  .env     MLFLOW_VERSION=${result.to}\n`,
+    );
+  return 0;
+}
+
+await runCli("upgrade", main);
