@@ -4,10 +4,10 @@
 // environment cleanup hook per object and removes it in its destructor. better-sqlite3 12.x builds its Database,
 // Statement, StatementIterator and Backup on node::ObjectWrap, so an addon compiled against those headers aborts the
 // process ("Assertion failed: (env) != nullptr" in node::RemoveEnvironmentCleanupHook, from Statement::~Statement)
-// whenever V8 garbage-collects one of them during an allocation-triggered GC: open or closed, finalized or not, on the
-// main thread or a worker (nodejs/node#65446, open). Verified on 24.21.0: built against 24.18.1's headers the same
-// addon does not abort; Node 20 and 22 do not have the change. Closing what we open does not help: it is the JS
-// object's collection that aborts.
+// when V8 garbage-collects one of them: open or closed, finalized or not, on the main thread or a worker (seen in
+// collections that allocation triggers, not in every one; an explicit gc() did not abort) (nodejs/node#65446, open).
+// Verified on 24.21.0: built against 24.18.1's headers the same addon does not abort; Node 20 and 22 do not have the
+// change. Closing what we open does not help: it is the JS object's collection that aborts.
 //
 // The way around it: no such object is ever collected. Every one is kept reachable until its thread ends; Node then
 // frees it with the environment, through the very cleanup hook (verified on 24.21.0: a worker that ends by itself, a
