@@ -159,10 +159,32 @@ export async function openLocalStack(dir: string, d: Docker, onPhase: (m: string
 }
 
 /**
- * Stops the stack's MLflow server (the only writer) if it runs; returns what restarts it. `confirm` is asked first
- * (unless it is undefined = --yes). Nothing is stopped when it says no.
+ * Waits until the stack's MLflow passes its health check (compose.yml's: it answers a search, so it has its database),
+ * so that what runs next (a smoke test, a client) does not meet 502s from the proxy while MLflow is still starting.
  */
-export async function stopMlflow(d: Docker, confirm: (() => Promise<boolean>) | undefined, onPhase: (m: string) => void = () => {}): Promise<(() => Promise<void>) | undefined> {
+export async function waitForMlflow(d: Docker, { timeoutMs = 300_000, pollMs = 1000 }: { timeoutMs?: number; pollMs?: number } = {}): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const mlflow = (await composeServices(d)).find((s) => s.service === "mlflow");
+    if (!mlflow || mlflow.state !== "running") throw new UserError(`MLflow is ${mlflow?.state ?? "gone"} after the migration — the data is committed; see docker compose logs mlflow, then docker compose up -d --wait`);
+    // No health check (an override removed it): running is all there is to wait for.
+    if (mlflow.health === "healthy" || mlflow.health === "") return;
+    if (mlflow.health === "unhealthy") throw new UserError("MLflow is unhealthy after the migration — the data is committed; see docker compose logs mlflow");
+    if (Date.now() > deadline) throw new UserError(`MLflow is not healthy ${Math.round(timeoutMs / 1000)} s after the migration — the data is committed; see docker compose logs mlflow`);
+    await sleep(pollMs);
+  }
+}
+
+/**
+ * Stops the stack's MLflow server (the only writer) if it runs; returns what restarts it and waits until it is
+ * healthy. `confirm` is asked first (unless it is undefined = --yes). Nothing is stopped when it says no.
+ */
+export async function stopMlflow(
+  d: Docker,
+  confirm: (() => Promise<boolean>) | undefined,
+  onPhase: (m: string) => void = () => {},
+  wait: { timeoutMs?: number; pollMs?: number } = {},
+): Promise<(() => Promise<void>) | undefined> {
   const services = await composeServices(d);
   if (!isRunning(services, "mlflow")) return undefined;
   if (confirm && !(await confirm())) throw new UserError("cancelled: MLflow keeps running; nothing was written");
@@ -171,5 +193,7 @@ export async function stopMlflow(d: Docker, confirm: (() => Promise<boolean>) | 
   return async () => {
     onPhase("starting the MLflow server again (docker compose start mlflow)");
     check(await d.compose(["start", "mlflow"]), "docker compose start mlflow", "start it yourself: docker compose up -d --wait");
+    onPhase("waiting for the MLflow server to be healthy");
+    await waitForMlflow(d, wait);
   };
 }

@@ -5,10 +5,9 @@
 // s3rver (data in DIR) behind a front on :9000 that refuses requests not signed (SigV4) with exactly those keys.
 import { readFileSync, statSync } from "node:fs";
 import { createServer, request as httpRequest } from "node:http";
-import { createRequire } from "node:module";
 import { verify } from "./sigv4.ts";
 
-const require = createRequire(import.meta.url);
+// Plain require() calls: esbuild bundles them (s3rver is CommonJS and has no types).
 const S3rver = require("s3rver");
 const AWSAccount = require("s3rver/lib/models/account");
 

@@ -87,7 +87,8 @@ try {
       client.release();
     }
   }
-  await db.query("create table if not exists public.stand_in_double_state (id int primary key, state text not null)");
+  // In a schema of its own: `npm run migrate` looks at MLflow's schema (public) and must find only MLflow's tables.
+  await db.query("create schema if not exists stand_in; create table if not exists stand_in.double_state (id int primary key, state text not null)");
 } catch (error) {
   fail(`cannot use the backend store at ${store[3]}:${store[4]}/${store[5]}: ${(error as Error).message}`);
 }
@@ -123,7 +124,7 @@ const replacer = (_key: string, value: unknown) => (value instanceof Map ? { $ma
 const reviver = (_key: string, value: unknown) =>
   value && typeof value === "object" && "$map" in value ? new Map((value as { $map: [unknown, unknown][] }).$map) : value;
 const state = double.state as unknown as Record<string, Map<unknown, unknown>>;
-const saved = await db.query<{ state: string }>("select state from public.stand_in_double_state where id = 1");
+const saved = await db.query<{ state: string }>("select state from stand_in.double_state where id = 1");
 if (saved.rows.length) {
   const restored = JSON.parse(saved.rows[0].state, reviver) as Record<string, Map<unknown, unknown>>;
   for (const [key, map] of Object.entries(restored)) {
@@ -135,13 +136,30 @@ if (!state.experiments.has("0")) {
   const now = Date.now();
   state.experiments.set("0", { experiment_id: "0", name: "Default", artifact_location: "mlflow-artifacts:/0", lifecycle_stage: "active", creation_time: now, last_update_time: now, tags: [] });
 }
+// Experiments (and their tags) also go to MLflow's own tables, as MLflow keeps them: `npm run migrate` then sees what
+// it would see with MLflow, e.g. the deleted experiments smoke leaves. An id already used by another experiment (one
+// migrate brought in) is left alone.
+async function mirrorExperiments() {
+  for (const [id, e] of state.experiments as Map<string, { name: string; artifact_location: string; lifecycle_stage: string; creation_time: number; last_update_time: number; tags: { key: string; value: string }[] }>) {
+    if (id === "0") continue;
+    const written = await db.query(
+      `insert into public.experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time)
+         values ($1, $2, $3, $4, $5, $6)
+       on conflict (experiment_id) do update set lifecycle_stage = excluded.lifecycle_stage, last_update_time = excluded.last_update_time
+         where public.experiments.name = excluded.name`,
+      [Number(id), e.name, e.artifact_location, e.lifecycle_stage, e.creation_time, e.last_update_time],
+    );
+    if (!written.rowCount) continue;
+    for (const tag of e.tags ?? [])
+      await db.query("insert into public.experiment_tags (key, value, experiment_id) values ($1, $2, $3) on conflict do nothing", [tag.key, tag.value, Number(id)]);
+  }
+}
 let saving = Promise.resolve();
 const save = () =>
-  (saving = saving.then(() =>
-    db
-      .query("insert into public.stand_in_double_state values (1, $1) on conflict (id) do update set state = excluded.state", [JSON.stringify(state, replacer)])
-      .then(() => {}),
-  ));
+  (saving = saving.then(async () => {
+    await db.query("insert into stand_in.double_state values (1, $1) on conflict (id) do update set state = excluded.state", [JSON.stringify(state, replacer)]);
+    await mirrorExperiments();
+  }));
 await save();
 
 const server = createServer(async (req, res) => {
