@@ -49,6 +49,14 @@ describe("local-stack mode restarts MLflow and waits for it (issue 8, finding 4:
     await expect(restartSlow!()).rejects.toThrow(/^MLflow is not healthy 0 s after the migration/);
   });
 
+  it("ignores migrate's own forwarder, which Compose lists as one more mlflow container (never healthy)", async () => {
+    const { fake, d } = setup({ services: [{ Service: "mlflow", State: "running", Health: "healthy" }], psUntilHealthy: 2, forwarderHealth: "starting" });
+    await d.compose(["run", "-d", "--rm", "--no-deps", "--name", "mlflow-migrate-forward-1-abcdef", "mlflow", "python3"]);
+    const restart = await stopMlflow(d, undefined, () => {}, { pollMs: 10, timeoutMs: 2000 });
+    await restart!();
+    expect(fake.state().services![0]).toMatchObject({ Health: "healthy" });
+  });
+
   it("a service without a health check: running is enough", async () => {
     const { d } = setup({ services: [{ Service: "mlflow", State: "running" }] });
     const restart = await stopMlflow(d, undefined, () => {}, { pollMs: 10, timeoutMs: 100 });

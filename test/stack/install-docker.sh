@@ -118,7 +118,11 @@ mkdir -p "$HOME/.docker/cli-plugins"
 for plugin in docker-compose docker-buildx; do
 	ln -sf "$plugins/$plugin" "$HOME/.docker/cli-plugins/$plugin"
 done
-docker_cli="$(command -v docker || echo "$root/usr/bin/docker")"
+# trixie's CLI, if it was needed, goes on PATH for the commands users (and the test) type.
+if ! command -v docker >/dev/null; then
+	ln -sf "$root/usr/bin/docker" /usr/local/bin/docker
+fi
+docker_cli="$(command -v docker)"
 
 if ! daemon_running containerd; then
 	log "starting containerd"

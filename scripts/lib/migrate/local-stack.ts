@@ -70,6 +70,9 @@ async def main():
 asyncio.run(main())
 `;
 
+/** The forwarder's container name starts with this; `docker compose ps` lists it as one more `mlflow` container. */
+export const FORWARDER_PREFIX = "mlflow-migrate-forward-";
+
 export interface LocalStack {
   /** postgresql://USER@127.0.0.1:PORT/DB (the password is separate) */
   to: string;
@@ -126,7 +129,7 @@ export async function openLocalStack(dir: string, d: Docker, onPhase: (m: string
   if (down.length) {
     throw new UserError(`the stack's ${down.join(" and ")} ${down.length > 1 ? "are" : "is"} not running — start the stack (docker compose up -d --wait) so MLflow creates its schema, then re-run`);
   }
-  const name = `mlflow-migrate-forward-${process.pid}-${randomBytes(3).toString("hex")}`;
+  const name = `${FORWARDER_PREFIX}${process.pid}-${randomBytes(3).toString("hex")}`;
   onPhase(`reaching the stack's PostgreSQL and MinIO through a temporary forwarder container (${name}, loopback only)`);
   check(
     await d.compose(["run", "-d", "--rm", "--no-deps", "--name", name, "-p", "127.0.0.1::5432", "-p", "127.0.0.1::9000", "mlflow", "python3", "-c", FORWARDER, "900", "5432=db:5432", "9000=minio:9000"]),
@@ -165,7 +168,7 @@ export async function openLocalStack(dir: string, d: Docker, onPhase: (m: string
 export async function waitForMlflow(d: Docker, { timeoutMs = 300_000, pollMs = 1000 }: { timeoutMs?: number; pollMs?: number } = {}): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const mlflow = (await composeServices(d)).find((s) => s.service === "mlflow");
+    const mlflow = (await composeServices(d)).find((s) => s.service === "mlflow" && !s.name.startsWith(FORWARDER_PREFIX));
     if (!mlflow || mlflow.state !== "running") throw new UserError(`MLflow is ${mlflow?.state ?? "gone"} after the migration — the data is committed; see docker compose logs mlflow, then docker compose up -d --wait`);
     // No health check (an override removed it): running is all there is to wait for.
     if (mlflow.health === "healthy" || mlflow.health === "") return;
