@@ -9,6 +9,7 @@
 //
 // Every phase is timed; a summary prints them. Clean-up runs always: `docker compose down -v`, the temporary copy, and
 // dockerd/containerd when this run started them. Exit 0 only when every phase passed.
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
@@ -134,6 +135,15 @@ let dir = "";
 let startedDocker = false;
 let files: string[] = [];
 let failure: unknown;
+// Ctrl-C or a kill: clean up synchronously before leaving (the awaited work is abandoned).
+for (const signal of ["SIGINT", "SIGTERM"] as const)
+  process.once(signal, () => {
+    log(`\n${signal}: cleaning up`);
+    if (dir && existsSync(join(dir, ".env"))) spawnSync("docker", ["compose", ...files, "down", "-v", "--remove-orphans"], { cwd: dir, stdio: "inherit" });
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    if (startedDocker) spawnSync("bash", [INSTALL, "--stop"], { stdio: "inherit" });
+    process.exit(130);
+  });
 try {
   await phase("Docker Engine + Compose v2 (test/stack/install-docker.sh)", async () => {
     const before = await $({ quiet: true, nothrow: true })`bash ${INSTALL} --status`;
@@ -184,6 +194,19 @@ try {
     expect(report.results.find((r) => r.name === "artifact in bucket")?.status === "pass", "the bucket check did not pass");
     await expectAuth(settings.base, "mlflow", settings.password);
     return report;
+  });
+
+  await phase("compose.yml: no secret in docker inspect, the logs or the containers' process lists", async () => {
+    const secrets = [settings.password, settings.minio.secretAccessKey, passwordFromFile(readFileSync(join(dir, "secrets/postgres_password"), "utf8"))];
+    const quiet = $({ cwd: dir, quiet: true });
+    const ids = (await quiet`docker compose ps -q`).stdout.trim().split("\n").filter(Boolean);
+    const texts: Record<string, string> = {
+      "docker inspect": (await quiet`docker inspect ${ids}`).stdout,
+      "docker compose logs": (await quiet`docker compose logs --no-color`).stdout,
+    };
+    for (const id of ids) texts[`docker top ${id.slice(0, 12)}`] = (await quiet`docker top ${id} -eo pid,args`).stdout;
+    for (const [where, text] of Object.entries(texts)) for (const secret of secrets) expect(!text.includes(secret), `a password shows in ${where}`);
+    log(`   none of the 3 passwords in docker inspect, the logs or ${ids.length} process lists`);
   });
 
   const s3 = s3Client(settings.minio, 3);

@@ -62,6 +62,17 @@ const db = new pg.Pool({
   connectionTimeoutMillis: 5000,
 });
 db.on("error", () => {}); // a dropped idle connection: the next query reports it
+// MLflow retries its first connection (mlflow/store/db/utils.py create_sqlalchemy_engine_with_retry), which matters
+// after `docker compose restart`: the database restarts at the same time. About a minute here.
+for (let attempt = 1; ; attempt++) {
+  try {
+    await db.query("select 1");
+    break;
+  } catch (error) {
+    if (attempt >= 30) fail(`cannot connect to the backend store at ${store[3]}:${store[4]}/${store[5]}: ${(error as Error).message}`);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+}
 try {
   const has = await db.query<{ t: string | null }>("select to_regclass('public.alembic_version')::text as t");
   if (!has.rows[0].t) {
