@@ -26,6 +26,16 @@ import { freePort } from "../support/ports.ts";
 import { buildStandIns } from "./images.ts";
 import { composeOverrideFromReadme, loopbackPortsOverride } from "./readme.ts";
 
+if (process.argv.includes("--help") || process.argv.includes("-h")) {
+  process.stdout.write(`Usage: npm run test:stack   (as root; Debian 12)
+
+Installs Docker Engine + Compose v2 if needed (test/stack/install-docker.sh), builds stand-in images (unless
+STACK_IMAGES=real), and runs the README's commands against the project's compose files in a temporary copy:
+compose.yml, then compose.nginx.yml, then compose.prod.yml on loopback ports. Prints each phase's time; cleans up
+always. STACK_VERBOSE=1 shows every command's output. Exit 0 only when every phase passed.
+`);
+  process.exit(0);
+}
 const ROOT = join(import.meta.dirname, "../..");
 const INSTALL = join(import.meta.dirname, "install-docker.sh");
 const FIXTURES = join(ROOT, "test/fixtures/mlflow-3.11");
