@@ -71,7 +71,7 @@ download_unpack() {
 	runner="$1"
 	shift
 	debs="$(mktemp -d)"
-	chmod 0755 "$debs" # apt fetches as user _apt
+	chown _apt "$debs" 2>/dev/null || true # apt fetches as user _apt when it can write there
 	(cd "$debs" && "$runner" download "$@" >/dev/null)
 	for deb in "$debs"/*.deb; do
 		log "unpacking $(basename "$deb")"
