@@ -36,11 +36,13 @@ import {
   loadCompose,
   loadStack,
   mergeCompose,
+  networksOf,
   parseCompose,
   ROOT,
   secretTarget,
 } from "./support/compose.ts";
 import { makeTempDir } from "./support/tmp.ts";
+import { composeOverrideFromReadme } from "./stack/readme.ts";
 
 const env = envExample();
 const composeVariables = new Set(Object.keys(env));
@@ -114,6 +116,22 @@ describe("policy holds for every combination users run", () => {
     // The users file nginx reads is not the secret itself (workers run as uid 101 and cannot read a 0600 secret).
     expect(proxy.secrets.map(secretTarget)).not.toContain(proxyEnv.NGINX_HTPASSWD);
     expect(proxy.healthcheck.test.join(" ")).not.toMatch(/2019|wget/);
+  });
+
+  // Issue 8, finding 1: the README advised publishing 127.0.0.1:9000 alone, which Docker drops silently for a container
+  // that is only on an internal network. The stack test writes this very block as compose.override.yml and runs smoke's
+  // bucket check through it.
+  it("the README's compose.override.yml publishes MinIO on loopback through a network that is not internal", () => {
+    const override = parseCompose(composeOverrideFromReadme(readFileSync(resolve(ROOT, "README.md"), "utf8")));
+    const doc = interpolate(mergeCompose(loadStack(["compose.yml"]), override), env) as ComposeDoc;
+    const minio = doc.services.minio;
+    expect(minio.ports).toEqual(["127.0.0.1:9000:9000"]);
+    const networks = networksOf(minio);
+    expect(networks).toContain("backend");
+    expect(networks.filter((name) => !doc.networks?.[name]?.internal).length).toBeGreaterThan(0);
+    // Only minio is on that network: nothing else gains a route to it.
+    for (const [name, service] of Object.entries(doc.services as Record<string, any>))
+      if (name !== "minio") expect(networksOf(service).filter((n) => !["backend", "frontend", "default"].includes(n)), name).toEqual([]);
   });
 
   // Issue 8, findings 3 and 6.
