@@ -127,6 +127,8 @@ docker_cli="$(command -v docker)"
 if ! daemon_running containerd; then
 	log "starting containerd"
 	mkdir -p "$DOCKER_STACK_DIR/containerd" "$run/containerd"
+	# A socket left by a killed daemon (CI ends what a session left running) would look ready at once.
+	rm -f "$run/containerd/containerd.sock"
 	setsid containerd --root "$DOCKER_STACK_DIR/containerd" --state "$run/containerd" \
 		--address "$run/containerd/containerd.sock" >"$run/containerd.log" 2>&1 </dev/null &
 	echo $! >"$run/containerd.pid"
@@ -136,6 +138,7 @@ fi
 if ! daemon_running dockerd; then
 	log "starting dockerd"
 	mkdir -p "$DOCKER_STACK_DIR/data" "$run/exec"
+	rm -f "$socket"
 	setsid dockerd --data-root "$DOCKER_STACK_DIR/data" --exec-root "$run/exec" --pidfile "$run/dockerd.pid.own" \
 		--host "unix://$socket" --containerd "$run/containerd/containerd.sock" --storage-driver overlay2 \
 		>"$run/dockerd.log" 2>&1 </dev/null &
