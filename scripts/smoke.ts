@@ -20,7 +20,8 @@ Options:
                         credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, else MINIO_ROOT_USER + secrets/minio_root_password
   --s3-bucket NAME      bucket (default MLFLOW_BUCKET from .env, else mlflow)
   --s3-prefix PREFIX    key prefix of MLflow's --artifacts-destination in the bucket (default none)
-  --timeout DURATION    give up on a request idle this long (default 30s; e.g. 10, 10s, 500ms)
+  --timeout DURATION    give up on a request idle this long (default 30s; e.g. 10, 10s, 500ms); an upload gets
+                        1 s more per 4 MiB, as MLflow copies it to the bucket before answering
   --keep                leave the test experiment and model in place
   --json                print the report as JSON on stdout
   -h, --help            this text`;

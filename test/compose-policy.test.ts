@@ -1,7 +1,8 @@
 // The stack's rules for its Compose files, checked on the files as merged for each way users start it, and each
 // check shown to fail on a deliberately broken copy (so none of them passes vacuously).
-import { readFileSync, statSync } from "node:fs";
-import { resolve } from "node:path";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   checkAll,
@@ -35,10 +36,13 @@ import {
   loadCompose,
   loadStack,
   mergeCompose,
+  networksOf,
   parseCompose,
   ROOT,
   secretTarget,
 } from "./support/compose.ts";
+import { makeTempDir } from "./support/tmp.ts";
+import { composeOverrideFromReadme } from "./stack/readme.ts";
 
 const env = envExample();
 const composeVariables = new Set(Object.keys(env));
@@ -114,6 +118,42 @@ describe("policy holds for every combination users run", () => {
     expect(proxy.healthcheck.test.join(" ")).not.toMatch(/2019|wget/);
   });
 
+  // Issue 8, finding 1: the README advised publishing 127.0.0.1:9000 alone, which Docker drops silently for a container
+  // that is only on an internal network. The stack test writes this very block as compose.override.yml and runs smoke's
+  // bucket check through it.
+  it("the README's compose.override.yml publishes MinIO on loopback through a network that is not internal", () => {
+    const override = parseCompose(composeOverrideFromReadme(readFileSync(resolve(ROOT, "README.md"), "utf8")));
+    const doc = interpolate(mergeCompose(loadStack(["compose.yml"]), override), env) as ComposeDoc;
+    const minio = doc.services.minio;
+    expect(minio.ports).toEqual(["127.0.0.1:9000:9000"]);
+    const networks = networksOf(minio);
+    expect(networks).toContain("backend");
+    expect(networks.filter((name) => !doc.networks?.[name]?.internal).length).toBeGreaterThan(0);
+    // Only minio is on that network: nothing else gains a route to it.
+    for (const [name, service] of Object.entries(doc.services as Record<string, any>))
+      if (name !== "minio") expect(networksOf(service).filter((n) => !["backend", "frontend", "default"].includes(n)), name).toEqual([]);
+  });
+
+  // Issue 8, findings 3 and 6.
+  it("production: the proxy is healthy only when HTTPS for DOMAIN works, not merely when Caddy's admin API answers", () => {
+    const proxy = prod().services.proxy;
+    const test = proxy.healthcheck.test.join(" ");
+    expect(test).toContain("https://${CADDY_SITE_ADDRESS}/health");
+    expect(test).not.toContain(":2019");
+    expect(environmentOf(proxy).CADDY_SITE_ADDRESS).toBe(env.DOMAIN);
+    // ...and DOMAIN resolves to the container itself, so the check needs no DNS and no hairpin.
+    expect(proxy.extra_hosts).toEqual([`${env.DOMAIN}:127.0.0.1`]);
+    expect(local().services.proxy.extra_hosts).toBeUndefined();
+  });
+
+  it("mlflow: no job-runner processes, and room in production for a 1 GiB artifact in flight", () => {
+    expect(environmentOf(local().services.mlflow).MLFLOW_SERVER_ENABLE_JOB_EXECUTION).toBe("false");
+    const limit = String(prod().services.mlflow.deploy.resources.limits.memory);
+    const bytes = Number(/^(\d+)g$/.exec(limit)?.[1]) * 1024 ** 3;
+    // Seen: 4.46 GiB at the peak of a 1 GiB upload (with the job runner still on).
+    expect(bytes).toBeGreaterThan(4.46 * 1024 ** 3);
+  });
+
   it("the mlflow service is built from ./mlflow with the .env version, and its image tag follows it", () => {
     const mlflow = local().services.mlflow;
     expect(mlflow.build.context).toBe("./mlflow");
@@ -140,6 +180,40 @@ describe("policy holds for every combination users run", () => {
     expect(script).toMatch(/mc mb --ignore-existing "minio\/\$MLFLOW_BUCKET"/);
     expect(script).toMatch(/mc anonymous set private "minio\/\$MLFLOW_BUCKET"/);
     expect(environmentOf(job).MLFLOW_BUCKET).toBe(env.MLFLOW_BUCKET);
+  });
+
+  // Issue 8: `docker compose restart` starts createbuckets while MinIO restarts; `mc alias set` then fails at once, and
+  // the following `up --wait` stopped on "createbuckets didn't complete successfully".
+  it("createbuckets waits for MinIO: retries mc alias set for a while, then gives up with exit 1", async () => {
+    const job = local().services.createbuckets;
+    const script = job.command.join("\n");
+    const { dir, cleanup } = makeTempDir("createbuckets");
+    try {
+      // A stand-in mc that fails `alias set` until its counter runs out, and a sleep that does not sleep.
+      writeFileSync(join(dir, "mc"), '#!/bin/sh\necho "$*" >>"$LOG"\nif [ "$1" = alias ]; then cat >/dev/null; n=$(cat "$FAILS"); [ "$n" -le 0 ] || { echo $((n - 1)) >"$FAILS"; exit 1; }; fi\n', { mode: 0o755 });
+      writeFileSync(join(dir, "sleep"), "#!/bin/sh\n", { mode: 0o755 });
+      mkdirSync(join(dir, "run/secrets"), { recursive: true });
+      const runJob = (fails: number) => {
+        writeFileSync(join(dir, "fails"), String(fails));
+        writeFileSync(join(dir, "log"), "");
+        const r = spawnSync("sh", ["-c", script.replaceAll("/run/secrets/", `${dir}/run/secrets/`)], {
+          env: { PATH: `${dir}:${process.env.PATH}`, LOG: join(dir, "log"), FAILS: join(dir, "fails"), MINIO_ROOT_USER: "mlflow", MLFLOW_BUCKET: "mlflow" },
+          encoding: "utf8",
+        });
+        return { code: r.status, calls: readFileSync(join(dir, "log"), "utf8").trim().split("\n") };
+      };
+      writeFileSync(join(dir, "run/secrets/minio_root_password"), "secret-password\n");
+      const late = runJob(3);
+      expect(late.code).toBe(0);
+      expect(late.calls.filter((c) => c.startsWith("alias set"))).toHaveLength(4);
+      expect(late.calls.slice(-2)).toEqual(["mb --ignore-existing minio/mlflow", "anonymous set private minio/mlflow"]);
+      const never = runJob(1000);
+      expect(never.code).toBe(1);
+      expect(never.calls.filter((c) => c.startsWith("alias set"))).toHaveLength(30);
+      expect(never.calls.some((c) => c.startsWith("mb"))).toBe(false);
+    } finally {
+      cleanup();
+    }
   });
 
   it("the Caddyfile reads the users file and the upstream where compose.yml puts them", () => {
@@ -300,9 +374,11 @@ describe("each policy check catches the mistake it is for", () => {
     expect(checkPgIsReadyTcp(socket)).toEqual(["db: pg_isready must check over TCP (-h 127.0.0.1)"]);
   });
 
-  it("curl or wget in the MLflow healthcheck", () => {
-    const curl = mutate(local(), (d) => (d.services.mlflow.healthcheck.test = ["CMD", "curl", "-f", "http://127.0.0.1:5000/health"]));
+  it("curl or wget in the MLflow healthcheck, or one that only asks /health (no database involved)", () => {
+    const curl = mutate(local(), (d) => (d.services.mlflow.healthcheck.test = ["CMD", "curl", "-f", "http://127.0.0.1:5000/api/2.0/mlflow/experiments/search"]));
     expect(checkMlflowHealthcheckTools(curl)).toEqual(["mlflow: the MLflow image has no curl or wget"]);
+    const health = mutate(local(), (d) => (d.services.mlflow.healthcheck.test = ["CMD", "python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health', timeout=4)"]));
+    expect(checkMlflowHealthcheckTools(health)).toEqual(["mlflow: healthcheck should call an API that reads the database (/health does not)"]);
   });
 
   it("Caddy without /data or /config", () => {

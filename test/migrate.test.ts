@@ -221,6 +221,41 @@ describe.skipIf(!initdbPath)("migrate (core)", () => {
     expect(n.rows[0].n).toBe(manifest.row_counts.runs);
   });
 
+  // Issue 8, finding 5: the README's order (up, smoke, migrate) met "target is not empty": smoke deletes what it made,
+  // but MLflow keeps deleted experiments and runs until `mlflow gc`.
+  it("treats a target holding only smoke's deleted leftovers as empty, and replaces them; anything else still counts", async () => {
+    const smokeLeft = (db: string, { name = "smoke-20261201T072428-50506a", stage = "deleted" } = {}) =>
+      server.query(
+        `insert into experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time)
+           values (7, '${name}', 'mlflow-artifacts:/7', '${stage}', 1, 2);
+         insert into experiment_tags (key, value, experiment_id) values ('smoke', 'true', 7);
+         insert into runs (run_uuid, name, experiment_id, lifecycle_stage, status, start_time, artifact_uri)
+           values ('aaaabbbbccccddddeeeeffff00001111', 'smoke', 7, 'deleted', 'FAILED', 1, 'mlflow-artifacts:/7/aaaabbbbccccddddeeeeffff00001111/artifacts');
+         insert into params (key, value, run_uuid) values ('p', '1', 'aaaabbbbccccddddeeeeffff00001111');
+         insert into tags (key, value, run_uuid) values ('t', '1', 'aaaabbbbccccddddeeeeffff00001111');
+         insert into metrics (key, value, timestamp, run_uuid, step, is_nan) values ('m', 1, 1, 'aaaabbbbccccddddeeeeffff00001111', 0, false);
+         insert into latest_metrics (key, value, timestamp, step, is_nan, run_uuid) values ('m', 1, 1, 0, false, 'aaaabbbbccccddddeeeeffff00001111');`,
+        [],
+        db,
+      );
+    await createMlflowDatabase(server, "smoked");
+    await smokeLeft("smoked");
+    const result = await migrate({ from: source, to: server.url("smoked") });
+    expect(result.committed).toBe(true);
+    expect(result.plan).toMatchObject({ replace: false, targetUserData: [], smokeLeftovers: ["7"] });
+    const left = await server.query<{ n: number }>(`select count(*)::int as n from runs where run_uuid = 'aaaabbbbccccddddeeeeffff00001111'`, [], "smoked");
+    expect(left.rows[0].n).toBe(0);
+    const runs = await server.query<{ n: number }>(`select count(*)::int as n from runs`, [], "smoked");
+    expect(runs.rows[0].n).toBe(manifest.row_counts.runs);
+
+    // Kept by --keep (active), or not smoke's: user data, refused as before.
+    for (const [db, variant] of [["kept", { stage: "active" }], ["notsmoke", { name: "my-experiment" }]] as const) {
+      await createMlflowDatabase(server, db);
+      await smokeLeft(db, variant);
+      await expect(migrate({ from: source, to: server.url(db) })).rejects.toThrow(/target is not empty \(experiments: 1 row/);
+    }
+  });
+
   it("--dry-run reports the plan and writes nothing", async () => {
     await createMlflowDatabase(server, "dry");
     const result = await migrate({ from: source, to: server.url("dry"), dryRun: true });

@@ -69,6 +69,19 @@ describe.skipIf(!caddy)("caddy/Caddyfile", () => {
     expect(server.write_timeout).toBeUndefined();
   });
 
+  // Issue 8, finding 2: ACME_EMAIL was passed to the container but the Caddyfile never used it.
+  it("gives the ACME account ACME_EMAIL for a domain, and no e-mail when it is empty", async () => {
+    const dir = tempDir("caddy-email");
+    const issuers = async (email: string) => {
+      const config = await caddyAdapt(caddyEnv(dir, { CADDY_SITE_ADDRESS: "mlflow.example.com", ACME_EMAIL: email }));
+      return config.apps.tls.automation.policies.flatMap((policy: any) => policy.issuers ?? []);
+    };
+    const withEmail = await issuers("ops@example.com");
+    expect(withEmail.length).toBeGreaterThan(0);
+    for (const issuer of withEmail) expect(issuer.email).toBe("ops@example.com");
+    for (const issuer of await issuers("")) expect(issuer.email).toBeUndefined();
+  });
+
   it("sets HSTS only behind a `protocol https` matcher, and turns on HTTPS for a domain", async () => {
     const dir = tempDir("caddy-hsts");
     const config = await caddyAdapt(caddyEnv(dir, { CADDY_SITE_ADDRESS: "mlflow.example.com", PROXY_MAX_BODY_SIZE: "10GB" }));

@@ -3,6 +3,8 @@
 // with the right advice, and cleanup must still remove everything.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runSmoke, type CheckResult, type SmokeReport, type SmokeSettings } from "../scripts/lib/smoke/checks.ts";
+import { uploadTimeoutMs } from "../scripts/lib/smoke/client.ts";
+import { DEFAULT_TIMEOUT_MS } from "../scripts/lib/smoke/config.ts";
 import { HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { freePort } from "./support/ports.ts";
 import { s3ClientConfig, startS3Server, type S3Server } from "./support/s3.ts";
@@ -148,6 +150,16 @@ describe("smoke failures say what to fix", () => {
     // The create may still complete: cleanup looks for it and says so when it is not there (yet).
     expect(check(report, "cleanup").status).toBe("skip");
     expect(check(report, "cleanup").detail).toContain(`timed-out create of ${report.created.experimentName}`);
+  });
+
+  it("a large upload that MLflow answers only after copying it on: the wait grows with the size (1 GiB fits the default)", async () => {
+    // The 1 s delay stands for MLflow's copy to the bucket; 8 MiB buys 2 s on top of the 300 ms timeout.
+    double.misbehave({ delay: { ms: 1000, match: /^PUT .*\/smoke\/large\.bin/ } });
+    const report = await runSmoke(settings({ timeoutMs: 300, largeBytes: 8 * 1024 * 1024 }));
+    expect(check(report, "large artifact")).toMatchObject({ status: "pass" });
+    expect(report.ok).toBe(true);
+    // Seen with MLflow and a 1 GiB upload: 30 s failed, 180 s passed.
+    expect(uploadTimeoutMs(1024 ** 3, DEFAULT_TIMEOUT_MS)).toBeGreaterThanOrEqual(180_000);
   });
 
   it("Ctrl-C: cuts the request in flight, skips the rest, still cleans up", async () => {

@@ -504,7 +504,8 @@ export function checkMlflowHealthcheckTools(doc: ComposeDoc): string[] {
     if (!fromMlflow) continue;
     const text = healthcheckText(service);
     if (/\b(curl|wget)\b/.test(text)) out.push(`${name}: the MLflow image has no curl or wget`);
-    if (!/\/health\b/.test(text)) out.push(`${name}: healthcheck should request /health`);
+    // MLflow's /health answers "OK" without its database: an API call that reads it makes a lost database unhealthy.
+    if (!/\/api\/2\.0\/mlflow\//.test(text)) out.push(`${name}: healthcheck should call an API that reads the database (/health does not)`);
   }
   return out;
 }

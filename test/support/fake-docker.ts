@@ -1,6 +1,9 @@
 // A stand-in `docker` executable for the migrate tests (no Docker engine here): put `dir` first on PATH. It appends
 // every argv as one JSON line to <dir>/argv.jsonl and acts from <dir>/state.json:
-//   services     [{ Service, State }] for `compose ps --format json`; `compose stop/start SERVICE` change them
+//   services     [{ Service, State, Health? }] for `compose ps --format json`; `compose stop/start SERVICE` change them:
+//                a service with a Health is "starting" after start, then healthAfterStart ("healthy" by default)
+//                once psUntilHealthy more `compose ps` calls have seen it starting; forwarderHealth lists the
+//                `compose run` containers too, as Compose does
 //   pgPort/s3Port what `docker port NAME 5432/tcp` / `9000/tcp` print (127.0.0.1:PORT): the tests' real servers
 //   upgradeTo    `compose run … mlflow db upgrade sqlite:////src/copy.db` sets alembic_version of the mounted copy to it;
 //                "newer" makes it fail the way alembic does for an unknown (newer) revision; for the stack's own
@@ -28,9 +31,17 @@ const dotenv = () => Object.fromEntries(fs.readFileSync(".env", "utf8").split("\
 if (args[0] === "compose") {
   const sub = args[1];
   if (sub === "ps") {
-    out(state.services.map((s) => JSON.stringify({ Name: "stack-" + s.Service + "-1", Service: s.Service, State: s.State })).join("\n") + "\n");
+    for (const s of state.services) if (s.Health === "starting" && s.psUntilHealthy !== undefined && s.psUntilHealthy-- <= 0) s.Health = state.healthAfterStart || "healthy";
+    save();
+    const forwarders = state.forwarderHealth ? (state.containers || []).map((name) => ({ Name: name, Service: "mlflow", State: "running", Health: state.forwarderHealth })) : [];
+    out([...forwarders, ...state.services.map((s) => ({ Name: "stack-" + s.Service + "-1", Service: s.Service, State: s.State, Health: s.Health || "" }))].map((c) => JSON.stringify(c)).join("\n") + "\n");
   } else if (sub === "stop" || sub === "start") {
-    for (const s of state.services) if (args.slice(2).includes(s.Service)) s.State = sub === "stop" ? "exited" : "running";
+    for (const s of state.services)
+      if (args.slice(2).includes(s.Service)) {
+        s.State = sub === "stop" ? "exited" : "running";
+        s.Health = sub === "stop" ? "" : s.Health === undefined ? undefined : "starting";
+        s.psUntilHealthy = state.psUntilHealthy || 0;
+      }
     save();
   } else if (sub === "exec") {
     const tool = args[args.indexOf("db") + 1];
@@ -101,7 +112,11 @@ process.exit(0);
 `;
 
 export interface FakeDockerState {
-  services?: { Service: string; State: string }[];
+  services?: { Service: string; State: string; Health?: string }[];
+  psUntilHealthy?: number;
+  healthAfterStart?: string;
+  /** When set, `compose ps` also lists the `compose run` containers (the forwarder) as service mlflow, with this health. */
+  forwarderHealth?: string;
   pgPort?: number;
   s3Port?: number;
   upgradeTo?: string;

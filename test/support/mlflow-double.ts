@@ -272,6 +272,8 @@ export async function startMlflowDouble(options: DoubleOptions = {}): Promise<Ml
     "POST /experiments/create": (body) => {
       const name = String(required(body, "name"));
       if ([...state.experiments.values()].some((e) => e.name === name)) throw new ApiError(400, "RESOURCE_ALREADY_EXISTS", `Experiment '${name}' already exists.`);
+      // Past every id in the state (the stack test's stand-in restores a saved state).
+      for (const known of state.experiments.keys()) nextExperiment = Math.max(nextExperiment, Number(known) + 1 || 0);
       const id = String(nextExperiment++);
       const now = Date.now();
       state.experiments.set(id, { ...rec.experimentShape, experiment_id: id, name, artifact_location: `mlflow-artifacts:/${id}`, lifecycle_stage: "active", creation_time: now, last_update_time: now, tags: (body.tags as KeyValue[]) ?? [] });

@@ -43,6 +43,8 @@ export interface ServiceState {
   service: string;
   state: string;
   name: string;
+  /** healthy, starting, unhealthy, or "" for a service without a health check. */
+  health: string;
 }
 
 /** `docker compose ps --format json`: older Compose prints one JSON array, newer one object per line. */
@@ -56,7 +58,7 @@ export async function composeServices(d: Docker): Promise<ServiceState[]> {
   } catch {
     throw new UserError(`cannot read the output of docker compose ps --format json (Compose v2 needed): ${text.slice(0, 80)}`);
   }
-  return items.map((i) => ({ service: String(i.Service ?? ""), state: String(i.State ?? "").toLowerCase(), name: String(i.Name ?? "") }));
+  return items.map((i) => ({ service: String(i.Service ?? ""), state: String(i.State ?? "").toLowerCase(), name: String(i.Name ?? ""), health: String(i.Health ?? "").toLowerCase() }));
 }
 
 export const isRunning = (services: ServiceState[], service: string) => services.some((s) => s.service === service && s.state === "running");

@@ -70,6 +70,9 @@ async def main():
 asyncio.run(main())
 `;
 
+/** The forwarder's container name starts with this; `docker compose ps` lists it as one more `mlflow` container. */
+export const FORWARDER_PREFIX = "mlflow-migrate-forward-";
+
 export interface LocalStack {
   /** postgresql://USER@127.0.0.1:PORT/DB (the password is separate) */
   to: string;
@@ -126,7 +129,7 @@ export async function openLocalStack(dir: string, d: Docker, onPhase: (m: string
   if (down.length) {
     throw new UserError(`the stack's ${down.join(" and ")} ${down.length > 1 ? "are" : "is"} not running — start the stack (docker compose up -d --wait) so MLflow creates its schema, then re-run`);
   }
-  const name = `mlflow-migrate-forward-${process.pid}-${randomBytes(3).toString("hex")}`;
+  const name = `${FORWARDER_PREFIX}${process.pid}-${randomBytes(3).toString("hex")}`;
   onPhase(`reaching the stack's PostgreSQL and MinIO through a temporary forwarder container (${name}, loopback only)`);
   check(
     await d.compose(["run", "-d", "--rm", "--no-deps", "--name", name, "-p", "127.0.0.1::5432", "-p", "127.0.0.1::9000", "mlflow", "python3", "-c", FORWARDER, "900", "5432=db:5432", "9000=minio:9000"]),
@@ -159,10 +162,32 @@ export async function openLocalStack(dir: string, d: Docker, onPhase: (m: string
 }
 
 /**
- * Stops the stack's MLflow server (the only writer) if it runs; returns what restarts it. `confirm` is asked first
- * (unless it is undefined = --yes). Nothing is stopped when it says no.
+ * Waits until the stack's MLflow passes its health check (compose.yml's: it answers a search, so it has its database),
+ * so that what runs next (a smoke test, a client) does not meet 502s from the proxy while MLflow is still starting.
  */
-export async function stopMlflow(d: Docker, confirm: (() => Promise<boolean>) | undefined, onPhase: (m: string) => void = () => {}): Promise<(() => Promise<void>) | undefined> {
+export async function waitForMlflow(d: Docker, { timeoutMs = 300_000, pollMs = 1000 }: { timeoutMs?: number; pollMs?: number } = {}): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const mlflow = (await composeServices(d)).find((s) => s.service === "mlflow" && !s.name.startsWith(FORWARDER_PREFIX));
+    if (!mlflow || mlflow.state !== "running") throw new UserError(`MLflow is ${mlflow?.state ?? "gone"} after the migration — the data is committed; see docker compose logs mlflow, then docker compose up -d --wait`);
+    // No health check (an override removed it): running is all there is to wait for.
+    if (mlflow.health === "healthy" || mlflow.health === "") return;
+    if (mlflow.health === "unhealthy") throw new UserError("MLflow is unhealthy after the migration — the data is committed; see docker compose logs mlflow");
+    if (Date.now() > deadline) throw new UserError(`MLflow is not healthy ${Math.round(timeoutMs / 1000)} s after the migration — the data is committed; see docker compose logs mlflow`);
+    await sleep(pollMs);
+  }
+}
+
+/**
+ * Stops the stack's MLflow server (the only writer) if it runs; returns what restarts it and waits until it is
+ * healthy. `confirm` is asked first (unless it is undefined = --yes). Nothing is stopped when it says no.
+ */
+export async function stopMlflow(
+  d: Docker,
+  confirm: (() => Promise<boolean>) | undefined,
+  onPhase: (m: string) => void = () => {},
+  wait: { timeoutMs?: number; pollMs?: number } = {},
+): Promise<(() => Promise<void>) | undefined> {
   const services = await composeServices(d);
   if (!isRunning(services, "mlflow")) return undefined;
   if (confirm && !(await confirm())) throw new UserError("cancelled: MLflow keeps running; nothing was written");
@@ -171,5 +196,7 @@ export async function stopMlflow(d: Docker, confirm: (() => Promise<boolean>) | 
   return async () => {
     onPhase("starting the MLflow server again (docker compose start mlflow)");
     check(await d.compose(["start", "mlflow"]), "docker compose start mlflow", "start it yourself: docker compose up -d --wait");
+    onPhase("waiting for the MLflow server to be healthy");
+    await waitForMlflow(d, wait);
   };
 }

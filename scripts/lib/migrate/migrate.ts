@@ -7,7 +7,7 @@ import { UserError } from "../cli.ts";
 import { copyTable, sharedColumns, type Checksum } from "./copy.ts";
 import { resetSequences, type SequenceReset } from "./sequences.ts";
 import { openSource, type Source } from "./source.ts";
-import { APPLICATION_NAME, connectTarget, otherSessions, readCatalog, redactUrl, targetAlembicVersion, targetFailure, userData, type Catalog } from "./target.ts";
+import { APPLICATION_NAME, connectTarget, otherSessions, readCatalog, redactUrl, smokeLeftovers, targetAlembicVersion, targetFailure, userData, type Catalog } from "./target.ts";
 import { chooseRowHash, compare, targetChecksum, type VerifiedTable } from "./verify.ts";
 import { rewriteLocations, type LocationRewrite } from "./locations.ts";
 import { describeBadText, findBadText, type BadText } from "./text-check.ts";
@@ -57,6 +57,8 @@ export interface Plan {
   replace: boolean;
   /** What the target held before (empty list = a fresh MLflow schema). */
   targetUserData: string[];
+  /** Ids of experiments smoke created and deleted in the target: replaced like a fresh schema's Default experiment. */
+  smokeLeftovers: string[];
   skippedSourceTables: string[];
   /** Text values the target cannot hold as they are (replaced with U+FFFD: only with replaceInvalidText). */
   invalidText: BadText[];
@@ -113,7 +115,8 @@ export async function preflight(source: Source, client: pg.Client, catalog: Cata
     const t = source.tables.get(name);
     if (t) tables.push({ table: name, rows: t.rows });
   }
-  const existing = await userData(client, catalog);
+  const leftovers = await smokeLeftovers(client, catalog);
+  const existing = await userData(client, catalog, leftovers);
   if (existing.length && !opts.replace) {
     throw new UserError(`target is not empty (${existing.slice(0, 4).join(", ")}${existing.length > 4 ? ", …" : ""}) — nothing was written; use --replace to overwrite it (its data is deleted), or an empty MLflow database`);
   }
@@ -152,6 +155,7 @@ export async function preflight(source: Source, client: pg.Client, catalog: Cata
     totalRows: tables.reduce((a, t) => a + t.rows, 0),
     replace: existing.length > 0,
     targetUserData: existing,
+    smokeLeftovers: leftovers,
     skippedSourceTables: skipped,
     invalidText,
     webhooks,
@@ -238,7 +242,7 @@ async function copyAll(client: pg.Client, source: Source, catalog: Catalog, plan
         throw error;
       }
       // Nobody can have written since the pre-flight check now; re-check under the lock.
-      const now = await userData(client, catalog);
+      const now = await userData(client, catalog, await smokeLeftovers(client, catalog));
       if (now.length && !opts.replace) throw new UserError(`target is not empty any more (${now[0]}) — nothing was written`);
     });
 

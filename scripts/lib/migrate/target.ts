@@ -180,18 +180,43 @@ export async function targetAlembicVersion(client: pg.Client, catalog: Catalog):
 }
 
 /**
- * Rows that are user data. A fresh MLflow schema holds the `Default` experiment (id 0) and the `default` workspace:
- * those do not count. Returns e.g. ["runs: 14 rows", ...]; empty = the target is fresh.
+ * The experiments `npm run smoke` created and deleted again (name smoke-<stamp>, tag smoke=true, lifecycle "deleted"):
+ * MLflow keeps deleted experiments and runs until `mlflow gc`, and smoke cannot purge them through the API. They are
+ * not user data: the migration replaces them (every loaded table is truncated), as `mlflow gc` would have removed them.
+ * So the README's order (up, smoke, migrate) works. Experiments smoke left active (--keep, a failed cleanup) count.
  */
-export async function userData(client: pg.Client, catalog: Catalog): Promise<string[]> {
+export async function smokeLeftovers(client: pg.Client, catalog: Catalog): Promise<string[]> {
+  const experiments = catalog.tables.get("experiments");
+  const tags = catalog.tables.get("experiment_tags");
+  if (!experiments || !tags) return [];
+  const rows = await client.query<{ id: string }>(
+    `select e.experiment_id::text as id from ${experiments.qualified} e
+      where e.lifecycle_stage = 'deleted' and e.name ~ '^smoke-[0-9]{8}T[0-9]{6}-[0-9a-f]+$'
+        and exists (select 1 from ${tags.qualified} t where t.experiment_id = e.experiment_id and t.key = 'smoke' and t.value = 'true')`,
+  );
+  return rows.rows.map((r) => r.id);
+}
+
+/**
+ * Rows that are user data. A fresh MLflow schema holds the `Default` experiment (id 0) and the `default` workspace:
+ * those do not count, nor do smoke's deleted leftovers (`smokeLeftovers`, passed in as `leftovers`) and the rows of
+ * their runs. Returns e.g. ["runs: 14 rows", ...]; empty = the target is fresh.
+ */
+export async function userData(client: pg.Client, catalog: Catalog, leftovers: string[] = []): Promise<string[]> {
   const found: string[] = [];
+  const runs = catalog.tables.get("runs");
   for (const t of catalog.order) {
     if (t === "alembic_version") continue;
     const table = catalog.tables.get(t)!;
-    let where = "";
-    if (t === "experiments") where = ` where not (experiment_id = 0 and name = 'Default')`;
-    if (t === "workspaces") where = ` where name <> 'default'`;
-    const n = Number((await client.query<{ n: string }>(`select count(*) as n from (select 1 from ${table.qualified}${where} limit 1000001) x`)).rows[0].n);
+    const has = (column: string) => table.columns.some((c) => c.name === column);
+    const conditions: string[] = [];
+    if (t === "experiments") conditions.push(`not (experiment_id = 0 and name = 'Default')`);
+    if (t === "workspaces") conditions.push(`name <> 'default'`);
+    if (leftovers.length && has("experiment_id")) conditions.push(`not (experiment_id::text = any($1))`);
+    else if (leftovers.length && has("run_uuid") && runs) conditions.push(`run_uuid not in (select run_uuid from ${runs.qualified} where experiment_id::text = any($1))`);
+    const where = conditions.length ? ` where ${conditions.join(" and ")}` : "";
+    const params = where.includes("$1") ? [leftovers] : [];
+    const n = Number((await client.query<{ n: string }>(`select count(*) as n from (select 1 from ${table.qualified}${where} limit 1000001) x`, params)).rows[0].n);
     if (n > 0) found.push(`${t}: ${n > 1_000_000 ? "over 1000000" : n} row${n === 1 ? "" : "s"}`);
   }
   return found;

@@ -56,6 +56,16 @@ const ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts";
 /** get-history page size. MLflow 3.x answers a get-history without max_results with an empty page (see the transcript). */
 export const HISTORY_PAGE_SIZE = 1000;
 
+/**
+ * MLflow answers an artifact upload only once it has copied it on (to a temporary file, then to the bucket), and no
+ * byte moves meanwhile: the inactivity timeout of an upload grows by 1 s per 4 MiB sent (1 GiB: 256 s more), the
+ * pace of a small host's disk and S3 (a 1 GiB smoke upload needed more than 30 s but less than 180 s there).
+ */
+export const UPLOAD_COPY_BYTES_PER_SECOND = 4 * 1024 * 1024;
+export function uploadTimeoutMs(bytes: number, timeoutMs: number): number {
+  return timeoutMs + Math.ceil((bytes / UPLOAD_COPY_BYTES_PER_SECOND) * 1000);
+}
+
 export class MlflowClient {
   private readonly agents: Agents = makeAgents();
   private readonly inflight = new Set<ClientRequest>();
@@ -189,7 +199,7 @@ export class MlflowClient {
       headers: { ...this.authHeaders(), "content-type": "application/octet-stream" },
       body,
       bodyLength: size,
-      timeoutMs: this.timeoutMs,
+      timeoutMs: uploadTimeoutMs(size, this.timeoutMs),
     });
     if (answer.status !== 200) throw statusError("PUT", url, answer, size);
   }
