@@ -2,8 +2,7 @@
 // Moves an existing MLflow (SQLite database + local artifacts) into the stack; see scripts/lib/migrate/.
 // Without --to it migrates into the local stack (lib/migrate/local-stack.ts), stopping and restarting its MLflow.
 import { readFileSync } from "node:fs";
-import { createInterface } from "node:readline/promises";
-import { parseCli, runCli, UsageError, UserError } from "./lib/cli.ts";
+import { confirm, parseCli, runCli, UsageError, UserError } from "./lib/cli.ts";
 import { parseEnv } from "./lib/envfile.ts";
 import { passwordFromFile, readIfExists } from "./lib/secrets.ts";
 import { prepareArtifacts, surveyArtifacts, type ArtifactOptions, type PreparedArtifacts } from "./lib/migrate/artifacts.ts";
@@ -117,12 +116,6 @@ async function main(): Promise<number> {
   if (!values.yes && !values["dry-run"] && !interactive) throw new UsageError("not on a terminal: pass --yes to migrate without confirmation");
   const progress = progressPrinter(process.stderr);
   const phase = (message: string) => progress({ type: "phase", message });
-  const ask = async (question: string) => {
-    const rl = createInterface({ input: process.stdin, output: process.stderr });
-    const answer = await rl.question(question);
-    rl.close();
-    return /^y(es)?$/i.test(answer.trim());
-  };
   const d = docker(process.cwd());
   const cleanups: (() => Promise<void>)[] = [];
   let cleaning: Promise<unknown> | undefined;
@@ -152,11 +145,11 @@ async function main(): Promise<number> {
       to = stack.to;
       password = stack.password;
       if (!values["dry-run"]) {
-        const restart = await stopMlflow(d, values.yes ? undefined : () => ask("The MLflow server is running: stop it for the migration and start it again afterwards? [y/N] "), phase);
+        const restart = await stopMlflow(d, values.yes ? undefined : () => confirm("The MLflow server is running: stop it for the migration and start it again afterwards? [y/N] "), phase);
         if (restart) cleanups.unshift(restart);
       }
     }
-    return await run(values, to, password, stack, json, progress, ask, d);
+    return await run(values, to, password, stack, json, progress, confirm, d);
   } catch (error) {
     throw systemFailure(error);
   } finally {

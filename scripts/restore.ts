@@ -1,7 +1,6 @@
 // npm run restore -- --from backups/2026-12-01T03-00-00Z [--replace] [--db postgresql://… --s3-endpoint URL --bucket NAME]
 // Puts a backup made by npm run backup back, verified; see scripts/lib/backup/restore.ts.
-import { createInterface } from "node:readline/promises";
-import { parseCli, runCli, UsageError } from "./lib/cli.ts";
+import { confirm, parseCli, runCli, UsageError } from "./lib/cli.ts";
 import { check, docker } from "./lib/migrate/docker.ts";
 import { stopMlflow } from "./lib/migrate/local-stack.ts";
 import { openEndpoints, source } from "./lib/backup/endpoints.ts";
@@ -64,12 +63,6 @@ async function main(): Promise<number> {
   const interactive = process.stdin.isTTY && process.stderr.isTTY;
   if (!values.db && !values.yes && !interactive) throw new UsageError("not on a terminal: pass --yes to stop MLflow for the restore without asking");
   const progress = progressPrinter(process.stderr, "restore");
-  const ask = async (question: string) => {
-    const rl = createInterface({ input: process.stdin, output: process.stderr });
-    const answer = await rl.question(question);
-    rl.close();
-    return /^y(es)?$/i.test(answer.trim());
-  };
   const from = source(values.from, values["from-endpoint"]);
   const d = docker(process.cwd());
   const endpoints = await openEndpoints(values, process.cwd(), d, progress.phase);
@@ -93,7 +86,7 @@ async function main(): Promise<number> {
       targetVersion: endpoints.mlflowVersion,
       replace: !!values.replace,
       beforeWrite: endpoints.local
-        ? async () => void (restart = await stopMlflow(d, values.yes ? undefined : () => ask("The MLflow server is running: stop it for the restore and start it again afterwards? [y/N] "), progress.phase))
+        ? async () => void (restart = await stopMlflow(d, values.yes ? undefined : () => confirm("The MLflow server is running: stop it for the restore and start it again afterwards? [y/N] "), progress.phase))
         : undefined,
       onPhase: progress.phase,
       onObjects: progress.objects,

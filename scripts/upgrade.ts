@@ -1,7 +1,6 @@
 // npm run upgrade -- --to 3.19.0 [--dry-run] [--no-backup] [--backup-to DIR|s3://…] [--yes]
 // Upgrades the local stack's MLflow with a backup first and a rollback on failure; see scripts/lib/upgrade/upgrade.ts.
-import { createInterface } from "node:readline/promises";
-import { parseCli, runCli, UsageError, UserError } from "./lib/cli.ts";
+import { confirm, parseCli, runCli, UsageError, UserError } from "./lib/cli.ts";
 import { docker } from "./lib/migrate/docker.ts";
 import { stackSettings } from "./lib/migrate/local-stack.ts";
 import { runBackup } from "./lib/backup/backup.ts";
@@ -61,10 +60,7 @@ async function main(): Promise<number> {
   if (!withBackup) process.stderr.write("upgrade: WARNING: --no-backup: a failed upgrade cannot be rolled back\n");
   if (!values.yes) {
     if (!(process.stdin.isTTY && process.stderr.isTTY)) throw new UsageError("not on a terminal: pass --yes to upgrade without confirmation");
-    const rl = createInterface({ input: process.stdin, output: process.stderr });
-    const answer = await rl.question(`Upgrade MLflow ${from} -> ${values.to}? MLflow is down for a few minutes. [y/N] `);
-    rl.close();
-    if (!/^y(es)?$/i.test(answer.trim())) throw new UserError("cancelled; nothing was changed");
+    if (!(await confirm(`Upgrade MLflow ${from} -> ${values.to}? MLflow is down for a few minutes. [y/N] `))) throw new UserError("cancelled; nothing was changed");
   }
   const settings = stackSettings(dir);
   const dockerFor = (version: string) => docker(dir, "docker", { MLFLOW_VERSION: version });

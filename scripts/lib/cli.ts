@@ -1,5 +1,6 @@
 // What every CLI entry point under scripts/ shares: argument parsing with --help,
 // and one top-level handler that turns an expected failure into a single line and an exit code.
+import { createInterface } from "node:readline/promises";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 
 /** An expected failure: the message is one line that says what to do. Never printed with a stack trace. */
@@ -34,6 +35,14 @@ export function parseCli<O extends Options>(script: string, argv: string[], opti
     const reason = error instanceof Error ? error.message.split("\n")[0] : String(error);
     throw new UsageError(`${reason} (see: npm run ${script} -- --help)`);
   }
+}
+
+/** Asks a yes/no question on the terminal (stderr, so stdout stays clean for --json); true only for y or yes. */
+export async function confirm(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  const answer = await rl.question(question);
+  rl.close();
+  return /^y(es)?$/i.test(answer.trim());
 }
 
 /**

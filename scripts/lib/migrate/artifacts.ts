@@ -38,18 +38,12 @@ export interface LocationRow {
   column: string;
   id: string;
   live: boolean;
+  /** A run's or model's folder (a live one must exist); experiments and traces may have none. */
   required: boolean;
   location: string;
 }
 
-export interface MissingLocation {
-  table: string;
-  column: string;
-  id: string;
-  live: boolean;
-  /** A run's or model's folder (a live one must exist); experiments and traces may have none. */
-  required: boolean;
-  location: string;
+export interface MissingLocation extends LocationRow {
   /** What was looked for: a path here, or why it cannot be resolved. */
   reason: string;
 }
