@@ -75,7 +75,7 @@ describe.skipIf(!initdbPath)("backup, restore and upgrade of the local stack (fa
     expect(out.manifest.postgres.dumpedWith).toBe("pg_dump in the db container");
     expect(out.manifest.mlflowVersion).toBe("3.11.2");
     const dump = fake.calls().find((c) => c[1] === "exec")!;
-    expect(dump.slice(0, -1)).toEqual(["compose", "exec", "-T", "db", "pg_dump", "-U", server.user, "-d", "stackrt", "-Fc"]);
+    expect(dump.slice(0, -1)).toEqual(["compose", "exec", "-T", "db", "pg_dump", "-U", server.user, "-d", "stackrt", "-Fc", "--schema=public"]);
     expect(dump.at(-1)).toMatch(/^--snapshot=[0-9A-F-]+$/);
     for (const c of fake.calls()) expect(c.join(" ")).not.toContain(server.password);
     expect(fake.state().services!.find((s) => s.Service === "mlflow")!.State).toBe("running"); // a backup does not stop MLflow

@@ -4,11 +4,14 @@
 //
 // A backup reads everything in ONE snapshot: we open a REPEATABLE READ transaction, export its snapshot
 // (pg_export_snapshot) and hand it to `pg_dump --snapshot`, and count every table's rows in that same transaction, so
-// the counts in the manifest are exactly what the dump holds even while MLflow writes.
+// the counts in the manifest are exactly what the dump holds even while MLflow writes. The dump holds the `public`
+// schema only (`--schema=public`: MLflow's tables, what a restore replaces); another schema in the same database is
+// neither backed up nor touched by a restore (found by npm run test:stack, whose MLflow stand-in keeps a schema of
+// its own: dumped whole, the restore failed on "schema already exists").
 // https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-SNAPSHOT-SYNCHRONIZATION
 //
 // A restore replaces the `public` schema in one transaction: `pg_restore -f -` turns the dump into SQL that psql runs
-// after `drop schema public cascade; create schema public` with --single-transaction and ON_ERROR_STOP, so a failure
+// after `drop schema public cascade` (the dump creates it again) with --single-transaction and ON_ERROR_STOP, so a failure
 // leaves the database exactly as it was; and tables a newer MLflow added (restoring an older backup) do not linger to
 // break the later `db-upgrade`.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -47,7 +50,9 @@ function finished(child: ChildProcess, what: string): Promise<void> {
   });
 }
 
-const PRELUDE = "drop schema if exists public cascade;\ncreate schema public;\n";
+// The dump (--schema=public) creates the schema itself (`CREATE SCHEMA public;`, pg_dump 15 and later when the schema is
+// selected with --schema), so the prelude only drops it.
+const PRELUDE = "drop schema if exists public cascade;\n";
 
 /** Runs `restoreArgs` (pg_restore -f -) into `psqlArgs` (psql, one transaction) with `spawnTool`. */
 async function pipeRestore(spawnTool: (args: string[]) => ChildProcess, restoreArgs: string[], psqlArgs: string[], input: Readable) {
@@ -73,7 +78,7 @@ export function containerTools(dir: string, user: string, db: string, dockerExec
     describe: "pg_dump in the db container",
     major: () => undefined,
     dump(snapshot) {
-      const child = exec(["pg_dump", "-U", user, "-d", db, "-Fc", `--snapshot=${snapshot}`]);
+      const child = exec(["pg_dump", "-U", user, "-d", db, "-Fc", "--schema=public", `--snapshot=${snapshot}`]);
       child.stdin!.end();
       return { stdout: child.stdout!, done: finished(child, "pg_dump (docker compose exec db)") };
     },
@@ -116,7 +121,7 @@ export function localTools(url: string, password: string | undefined, bin = find
       return major;
     },
     dump(snapshot) {
-      const child = run(["pg_dump", "-Fc", `--snapshot=${snapshot}`, "-d", conn]);
+      const child = run(["pg_dump", "-Fc", "--schema=public", `--snapshot=${snapshot}`, "-d", conn]);
       child.stdin!.end();
       return { stdout: child.stdout!, done: finished(child, `pg_dump (${redactUrl(url)})`) };
     },
