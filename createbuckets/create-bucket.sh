@@ -1,7 +1,7 @@
 #!/bin/sh
 # One-off bucket job from the environment alone, for platforms without Compose secrets (a MinIO service on Railway,
 # say): creates the private bucket MLFLOW_BUCKET if it does not exist, then exits 0. It does what compose.yml's
-# `createbuckets` command does, in the same mc image (createbuckets/Dockerfile), and retries while the server is starting.
+# `createbuckets` command does, with the mc of the same Silo image (createbuckets/Dockerfile), and retries while the server is starting.
 #
 #   MINIO_ENDPOINT      the S3 server (http://minio:9000; on Railway http://${{minio.RAILWAY_PRIVATE_DOMAIN}}:9000)
 #   MINIO_ROOT_USER     its access key

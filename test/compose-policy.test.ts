@@ -1,7 +1,7 @@
 // The stack's rules for its Compose files, checked on the files as merged for each way users start it, and each
 // check shown to fail on a deliberately broken copy (so none of them passes vacuously).
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
@@ -11,6 +11,7 @@ import {
   checkDependsOnConditions,
   checkDollarEscaping,
   checkFileEnvMatchesSecrets,
+  checkHardening,
   checkHealthchecks,
   checkHealthcheckVariables,
   checkInterpolationGuards,
@@ -19,6 +20,7 @@ import {
   checkMlflowHealthcheckTools,
   checkNetworkIsolation,
   checkNoContainerName,
+  checkNoFrozenImages,
   checkNoSecretValues,
   checkOneOffsAdopted,
   checkPgIsReadyTcp,
@@ -26,6 +28,8 @@ import {
   checkPostgresVolume,
   checkProdPorts,
   checkRequiredServices,
+  checkRestartPolicies,
+  checkRootKeyHolders,
   checkSecretsAreFiles,
   COMBINATIONS,
   type ComposeDoc,
@@ -50,6 +54,57 @@ const resolved = (files: string[]): ComposeDoc => interpolate(loadStack(files), 
 const local = () => resolved(["compose.yml"]);
 const prod = () => resolved(["compose.yml", "compose.prod.yml"]);
 const nginx = () => resolved(["compose.yml", "compose.nginx.yml"]);
+
+/** Runs compose.yml's createbuckets script with a stand-in mc that logs its calls and what it read on stdin. */
+function runCreatebuckets({ fails, userInfo = "", withoutMlflowSecret = false }: { fails: number; userInfo?: string; withoutMlflowSecret?: boolean }) {
+  const script = local().services.createbuckets.command.join("\n");
+  const { dir, cleanup } = makeTempDir("createbuckets");
+  try {
+    // alias set fails until its counter runs out; `admin user info` prints USER_INFO; stdin of each call is kept.
+    writeFileSync(
+      join(dir, "mc"),
+      [
+        "#!/bin/sh",
+        'call="$*"; case "$call" in "admin policy create "*) call="admin policy create $4 $5 POLICY"; cp "$6" "$DIR/policy.json" ;; esac',
+        'echo "$call" >>"$LOG"',
+        'case "$1 $2 $3" in "alias set"* | "admin user add") cat >"$DIR/stdin.$(echo "$call" | tr " /:" "___")" ;; esac',
+        'if [ "$1" = alias ]; then n=$(cat "$FAILS"); [ "$n" -le 0 ] || { echo $((n - 1)) >"$FAILS"; exit 1; }; fi',
+        'if [ "$1 $2 $3" = "admin user info" ]; then printf "%s" "$USER_INFO"; fi',
+        "",
+      ].join("\n"),
+      { mode: 0o755 },
+    );
+    writeFileSync(join(dir, "sleep"), "#!/bin/sh\n", { mode: 0o755 });
+    mkdirSync(join(dir, "run/secrets"), { recursive: true });
+    writeFileSync(join(dir, "run/secrets/minio_root_password"), "root-secret-password\n");
+    if (!withoutMlflowSecret) writeFileSync(join(dir, "run/secrets/mlflow_s3_secret_key"), "mlflow-secret-key\n");
+    writeFileSync(join(dir, "fails"), String(fails));
+    writeFileSync(join(dir, "log"), "");
+    const r = spawnSync("sh", ["-c", script.replaceAll("/run/secrets/", `${dir}/run/secrets/`)], {
+      env: {
+        PATH: `${dir}:${process.env.PATH}`,
+        DIR: dir,
+        TMPDIR: dir,
+        LOG: join(dir, "log"),
+        FAILS: join(dir, "fails"),
+        USER_INFO: userInfo,
+        MINIO_ROOT_USER: "mlflow",
+        MLFLOW_BUCKET: "mlflow",
+        MLFLOW_S3_ACCESS_KEY: "mlflow-artifacts",
+      },
+      encoding: "utf8",
+    });
+    const stdin: Record<string, string> = {};
+    for (const name of readdirSync(dir).filter((n) => n.startsWith("stdin."))) {
+      stdin[name.slice("stdin.".length).replace("alias_set_minio_http___minio_9000", "alias set minio http://minio:9000").replace("admin_user_add_minio", "admin user add minio")] =
+        readFileSync(join(dir, name), "utf8");
+    }
+    const policy = existsSync(join(dir, "policy.json")) ? readFileSync(join(dir, "policy.json"), "utf8") : "{}";
+    return { code: r.status, stderr: r.stderr, calls: readFileSync(join(dir, "log"), "utf8").trim().split("\n").filter(Boolean), stdin, policy };
+  } finally {
+    cleanup();
+  }
+}
 
 describe("policy holds for every combination users run", () => {
   it.each(COMBINATIONS.map((files) => [files.join(" + "), files]))("%s", (_name, files) => {
@@ -163,13 +218,87 @@ describe("policy holds for every combination users run", () => {
     expect(mlflow.networks).toEqual(expect.arrayContaining(["backend", "frontend"]));
   });
 
-  it("MinIO's password file is the mounted secret, in minio and wherever its key is read", () => {
+  it("the root password file is the mounted secret, in the server and the bucket job; MLflow has its own key", () => {
     const doc = local();
     const minio = doc.services.minio;
     expect(environmentOf(minio).MINIO_ROOT_PASSWORD_FILE).toBe("/run/secrets/minio_root_password");
     expect(minio.secrets.map(secretTarget)).toContain("/run/secrets/minio_root_password");
-    expect(environmentOf(doc.services.mlflow).AWS_SECRET_ACCESS_KEY_FILE).toBe("/run/secrets/minio_root_password");
     expect(doc.services.createbuckets.command.join("\n")).toContain("/run/secrets/minio_root_password");
+    const mlflowEnv = environmentOf(doc.services.mlflow);
+    expect(mlflowEnv.AWS_SECRET_ACCESS_KEY_FILE).toBe("/run/secrets/mlflow_s3_secret_key");
+    expect(mlflowEnv.AWS_ACCESS_KEY_ID).toBe(env.MLFLOW_S3_ACCESS_KEY);
+    expect(mlflowEnv.AWS_ACCESS_KEY_ID).not.toBe(env.MINIO_ROOT_USER);
+    expect(environmentOf(doc.services.createbuckets).MLFLOW_S3_ACCESS_KEY).toBe(env.MLFLOW_S3_ACCESS_KEY);
+  });
+
+  // Issue 9, finding 4: MLflow used the root key. Only the server and the bucket job hold it, in every combination.
+  it("MLflow does not mount the S3 root key (only minio and createbuckets do)", () => {
+    for (const files of COMBINATIONS) {
+      const doc = resolved(files);
+      expect(checkRootKeyHolders(doc), files.join(" + ")).toEqual([]);
+      const holders = Object.entries(doc.services as Record<string, any>)
+        .filter(([, service]) => (service.secrets ?? []).map((s: unknown) => (typeof s === "string" ? s : (s as { source: string }).source)).includes("minio_root_password"))
+        .map(([name]) => name);
+      expect(holders.sort()).toEqual(["createbuckets", "minio"]);
+      expect(doc.services.mlflow.secrets).toEqual(["postgres_password", "mlflow_s3_secret_key"]);
+    }
+  });
+
+  // Issue 9, finding 1: MinIO's community images get no security fixes (CVE-2025-62506 is fixed only in source).
+  it("no frozen MinIO image anywhere: compose files, platform Dockerfiles; the server and the bucket job share Silo", () => {
+    for (const files of COMBINATIONS) expect(checkNoFrozenImages(resolved(files)), files.join(" + ")).toEqual([]);
+    const doc = local();
+    expect(doc.services.minio.image).toMatch(/^pgsty\/silo:RELEASE\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$/);
+    expect(doc.services.createbuckets.image).toBe(doc.services.minio.image); // mc ships in the server image
+    for (const file of ["createbuckets/Dockerfile", "paas/Dockerfile", "mlflow/Dockerfile", "caddy/Dockerfile", "app.json", "heroku.yml", "createbuckets/railway.json", "paas/railway.json"]) {
+      expect(readFileSync(resolve(ROOT, file), "utf8"), file).not.toMatch(/quay\.io\/minio|minio\/mc:|minio\/minio:/);
+    }
+    expect(readFileSync(resolve(ROOT, "createbuckets/Dockerfile"), "utf8")).toContain(`FROM ${doc.services.minio.image}`);
+  });
+
+  // Issue 9, finding 4: default capabilities, writable root filesystems, no no-new-privileges, no pids or CPU limits.
+  it("least privilege in every combination: capabilities, no-new-privileges, pids, read-only root, restart", () => {
+    for (const files of COMBINATIONS) {
+      const doc = resolved(files);
+      expect(checkHardening(doc), files.join(" + ")).toEqual([]);
+      expect(checkRestartPolicies(doc), files.join(" + ")).toEqual([]);
+    }
+    const doc = local();
+    expect(doc.services.db.cap_add.sort()).toEqual(["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]);
+    expect(doc.services.minio.cap_add).toEqual(["DAC_OVERRIDE"]);
+    expect(doc.services.createbuckets.cap_add).toEqual(["DAC_OVERRIDE"]);
+    expect(doc.services.mlflow.cap_add).toEqual(["DAC_OVERRIDE"]);
+    expect(doc.services.proxy.cap_add.sort()).toEqual(["DAC_OVERRIDE", "NET_BIND_SERVICE"]);
+    // MLflow is the one writable root filesystem (uploads spool to temporary files), and says so.
+    expect(doc.services.mlflow.read_only).toBe(false);
+    for (const name of ["db", "minio", "createbuckets", "proxy"]) expect(doc.services[name].read_only, name).toBe(true);
+    // Restart policies in the base file, not only in production.
+    for (const name of ["db", "minio", "mlflow", "proxy"]) expect(loadCompose("compose.yml").services[name].restart, name).toBe("unless-stopped");
+    expect(loadCompose("compose.yml").services.createbuckets.restart).toBe("no");
+  });
+
+  it("read-only services get a tmpfs where their image writes: PostgreSQL's socket dir, nginx's conf.d, users copy, temp and pid", () => {
+    const tmpfsTargets = (service: any) => (service.tmpfs ?? []).map((t: string) => t.split(":")[0]);
+    expect(tmpfsTargets(local().services.db)).toEqual(expect.arrayContaining(["/var/run/postgresql", "/tmp"]));
+    expect(tmpfsTargets(local().services.createbuckets)).toContain("/tmp"); // MC_CONFIG_DIR and the policy file
+    expect(environmentOf(local().services.createbuckets).MC_CONFIG_DIR).toMatch(/^\/tmp\//);
+    const proxy = nginx().services.proxy;
+    expect(tmpfsTargets(proxy)).toEqual(expect.arrayContaining(["/etc/nginx/conf.d", "/etc/nginx/auth", "/var/cache/nginx", "/run", "/tmp"]));
+    const htpasswd = String(environmentOf(proxy).NGINX_HTPASSWD);
+    expect(tmpfsTargets(proxy).some((t: string) => htpasswd.startsWith(`${t}/`)), htpasswd).toBe(true);
+    expect(proxy.cap_add.sort()).toEqual(["CHOWN", "DAC_OVERRIDE", "NET_BIND_SERVICE", "SETGID", "SETUID"]);
+    // Caddy reads its secrets (and the guard file the proxy auth work adds) under /run/secrets: no tmpfs hides them.
+    for (const doc of [local(), prod()]) expect(tmpfsTargets(doc.services.proxy).filter((t: string) => "/run/secrets".startsWith(t))).toEqual([]);
+  });
+
+  it("production caps CPU (at most 2 per service, for a 2-CPU server) and memory; pids limits come from compose.yml", () => {
+    const doc = prod();
+    for (const name of ["db", "minio", "createbuckets", "mlflow", "proxy"]) {
+      const cpus = Number(doc.services[name].deploy?.resources?.limits?.cpus);
+      expect(cpus, name).toBeGreaterThan(0);
+      expect(cpus, name).toBeLessThanOrEqual(2);
+      expect(doc.services[name].pids_limit, name).toBeGreaterThan(0);
+    }
   });
 
   it("createbuckets is idempotent and keeps the bucket private", () => {
@@ -180,40 +309,54 @@ describe("policy holds for every combination users run", () => {
     expect(script).toMatch(/mc mb --ignore-existing "minio\/\$MLFLOW_BUCKET"/);
     expect(script).toMatch(/mc anonymous set private "minio\/\$MLFLOW_BUCKET"/);
     expect(environmentOf(job).MLFLOW_BUCKET).toBe(env.MLFLOW_BUCKET);
+    // MLflow's user: keys on stdin, a policy for the bucket alone.
+    expect(script).toMatch(/printf '%s\\n%s\\n' "\$MLFLOW_S3_ACCESS_KEY" "\$mlflow_secret" \| mc admin user add minio\n/);
+    expect(script).toMatch(/mc admin policy create minio mlflow-bucket "\$policy"/);
+    expect(script).toMatch(/mc admin policy attach minio mlflow-bucket --user "\$MLFLOW_S3_ACCESS_KEY"/);
   });
 
   // Issue 8: `docker compose restart` starts createbuckets while MinIO restarts; `mc alias set` then fails at once, and
   // the following `up --wait` stopped on "createbuckets didn't complete successfully".
-  it("createbuckets waits for MinIO: retries mc alias set for a while, then gives up with exit 1", async () => {
-    const job = local().services.createbuckets;
-    const script = job.command.join("\n");
-    const { dir, cleanup } = makeTempDir("createbuckets");
-    try {
-      // A stand-in mc that fails `alias set` until its counter runs out, and a sleep that does not sleep.
-      writeFileSync(join(dir, "mc"), '#!/bin/sh\necho "$*" >>"$LOG"\nif [ "$1" = alias ]; then cat >/dev/null; n=$(cat "$FAILS"); [ "$n" -le 0 ] || { echo $((n - 1)) >"$FAILS"; exit 1; }; fi\n', { mode: 0o755 });
-      writeFileSync(join(dir, "sleep"), "#!/bin/sh\n", { mode: 0o755 });
-      mkdirSync(join(dir, "run/secrets"), { recursive: true });
-      const runJob = (fails: number) => {
-        writeFileSync(join(dir, "fails"), String(fails));
-        writeFileSync(join(dir, "log"), "");
-        const r = spawnSync("sh", ["-c", script.replaceAll("/run/secrets/", `${dir}/run/secrets/`)], {
-          env: { PATH: `${dir}:${process.env.PATH}`, LOG: join(dir, "log"), FAILS: join(dir, "fails"), MINIO_ROOT_USER: "mlflow", MLFLOW_BUCKET: "mlflow" },
-          encoding: "utf8",
-        });
-        return { code: r.status, calls: readFileSync(join(dir, "log"), "utf8").trim().split("\n") };
-      };
-      writeFileSync(join(dir, "run/secrets/minio_root_password"), "secret-password\n");
-      const late = runJob(3);
-      expect(late.code).toBe(0);
-      expect(late.calls.filter((c) => c.startsWith("alias set"))).toHaveLength(4);
-      expect(late.calls.slice(-2)).toEqual(["mb --ignore-existing minio/mlflow", "anonymous set private minio/mlflow"]);
-      const never = runJob(1000);
-      expect(never.code).toBe(1);
-      expect(never.calls.filter((c) => c.startsWith("alias set"))).toHaveLength(30);
-      expect(never.calls.some((c) => c.startsWith("mb"))).toBe(false);
-    } finally {
-      cleanup();
-    }
+  it("createbuckets waits for the server: retries mc alias set for a while, then gives up with exit 1", async () => {
+    const late = runCreatebuckets({ fails: 3 });
+    expect(late.code).toBe(0);
+    expect(late.calls.filter((c) => c.startsWith("alias set"))).toHaveLength(4);
+    expect(late.calls.slice(4)).toEqual([
+      "mb --ignore-existing minio/mlflow",
+      "anonymous set private minio/mlflow",
+      "admin policy create minio mlflow-bucket POLICY",
+      "admin user add minio",
+      "admin user info minio mlflow-artifacts",
+      "admin policy attach minio mlflow-bucket --user mlflow-artifacts",
+    ]);
+    const never = runCreatebuckets({ fails: 1000 });
+    expect(never.code).toBe(1);
+    expect(never.calls.filter((c) => c.startsWith("alias set"))).toHaveLength(30);
+    expect(never.calls.some((c) => c.startsWith("mb"))).toBe(false);
+  });
+
+  // Issue 9: MLflow's key may use its bucket and nothing else; the keys travel on stdin.
+  it("createbuckets gives MLflow's key a policy for MLFLOW_BUCKET alone, keys on stdin, and attaches it once", () => {
+    const first = runCreatebuckets({ fails: 0 });
+    expect(first.code).toBe(0);
+    expect(first.stdin["alias set minio http://minio:9000"]).toBe("mlflow\nroot-secret-password\n");
+    expect(first.stdin["admin user add minio"]).toBe("mlflow-artifacts\nmlflow-secret-key\n");
+    for (const call of first.calls) expect(call).not.toMatch(/secret-password|secret-key/);
+    const policy = JSON.parse(first.policy);
+    const resources = policy.Statement.flatMap((s: { Resource: string[] }) => s.Resource);
+    expect(resources.sort()).toEqual(["arn:aws:s3:::mlflow", "arn:aws:s3:::mlflow/*"]);
+    const actions = policy.Statement.flatMap((s: { Action: string[] }) => s.Action);
+    expect(actions).toEqual(expect.arrayContaining(["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"]));
+    expect(actions.filter((a: string) => /\*|admin:|CreateBucket|DeleteBucket|PutBucketPolicy/.test(a))).toEqual([]);
+    for (const statement of policy.Statement) expect(statement.Effect).toBe("Allow");
+    // Already attached (a second start): no second attach, which the server would refuse.
+    const again = runCreatebuckets({ fails: 0, userInfo: "AccessKey: mlflow-artifacts\nStatus: enabled\nPolicyName: mlflow-bucket\n" });
+    expect(again.code).toBe(0);
+    expect(again.calls.some((c) => c.startsWith("admin policy attach"))).toBe(false);
+    // Without MLflow's secret (an install from before it existed), a one-line error that says what to run.
+    const missing = runCreatebuckets({ fails: 0, withoutMlflowSecret: true });
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/secrets\/mlflow_s3_secret_key is missing: run npm run bootstrap/);
   });
 
   it("the Caddyfile reads the users file and the upstream where compose.yml puts them", () => {
@@ -444,11 +587,46 @@ describe("each policy check catches the mistake it is for", () => {
     expect(checkNoContainerName(mutate(local(), (d) => (d.services.db.container_name = "db")))).toHaveLength(1);
   });
 
-  it("a shell command for the MinIO image without an entrypoint, and a multi-command mc job", () => {
+  it("a shell command for the server image without an entrypoint, and a multi-command mc job", () => {
     expect(checkMinioEntrypoints(mutate(local(), (d) => (d.services.minio.command = ["sh", "-c", "minio server /data"])))).toHaveLength(1);
+    expect(checkMinioEntrypoints(mutate(local(), (d) => (d.services.minio.image = "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z", d.services.minio.command = ["sh", "-c", "x"])))).toHaveLength(1);
     expect(checkMinioEntrypoints(mutate(local(), (d) => delete d.services.createbuckets.entrypoint))).toEqual([
       'createbuckets: a multi-command mc job needs entrypoint: ["/bin/sh", "-c"]',
     ]);
+  });
+
+  it("a frozen MinIO image, in the server or the bucket job", () => {
+    expect(checkNoFrozenImages(mutate(local(), (d) => (d.services.minio.image = "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z")))).toHaveLength(1);
+    expect(checkNoFrozenImages(mutate(local(), (d) => (d.services.createbuckets.image = "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z")))).toHaveLength(1);
+    expect(checkNoFrozenImages(mutate(local(), (d) => (d.services.minio.image = "minio/minio:RELEASE.2025-09-07T16-13-09Z")))).toHaveLength(1);
+  });
+
+  it("a service with default capabilities, an extra capability, privileges to gain, no pids limit or a writable root", () => {
+    expect(checkHardening(mutate(local(), (d) => delete d.services.minio.cap_drop))).toEqual(["minio: cap_drop does not drop ALL capabilities"]);
+    expect(checkHardening(mutate(local(), (d) => d.services.mlflow.cap_add.push("SYS_ADMIN")))).toEqual(["mlflow: cap_add SYS_ADMIN is not one it needs"]);
+    expect(checkHardening(mutate(local(), (d) => (d.services.createbuckets.cap_add = ["NET_RAW"])))).toHaveLength(1);
+    expect(checkHardening(mutate(local(), (d) => delete d.services.proxy.security_opt))).toEqual(["proxy: no security_opt no-new-privileges:true"]);
+    expect(checkHardening(mutate(local(), (d) => delete d.services.db.pids_limit))).toEqual(["db: no pids limit"]);
+    expect(checkHardening(mutate(local(), (d) => delete d.services.db.read_only))).toHaveLength(1);
+    // A pids limit in deploy.resources.limits counts too.
+    expect(checkHardening(mutate(local(), (d) => {
+      delete d.services.db.pids_limit;
+      d.services.db.deploy = { resources: { limits: { pids: 100 } } };
+    }))).toEqual([]);
+  });
+
+  it("a long-running service without a restart policy, or a one-off job that restarts", () => {
+    expect(checkRestartPolicies(mutate(local(), (d) => delete d.services.mlflow.restart))).toEqual(["mlflow: restart is unset, not unless-stopped"]);
+    expect(checkRestartPolicies(mutate(local(), (d) => (d.services.db.restart = "always")))).toHaveLength(1);
+  });
+
+  it("MLflow with the root key", () => {
+    const rootKey = mutate(local(), (d) => {
+      d.services.mlflow.secrets.push("minio_root_password");
+      d.services.mlflow.environment.AWS_SECRET_ACCESS_KEY_FILE = "/run/secrets/minio_root_password";
+    });
+    expect(checkRootKeyHolders(rootKey)).toEqual(["mlflow: mounts the S3 root key (minio_root_password)", "mlflow: signs S3 requests with the root key"]);
+    expect(checkRootKeyHolders(mutate(local(), (d) => d.services.proxy.secrets.push({ source: "minio_root_password" })))).toHaveLength(1);
   });
 
   it("a bind mount of a file that is not in the repository", () => {

@@ -425,7 +425,7 @@ export function checkFileEnvMatchesSecrets(doc: ComposeDoc): string[] {
       if (!mounted.has(String(value))) out.push(`${name}: ${key}=${value} is not the path of a secret mounted in this service`);
       if (env[base] !== undefined && env[base] !== null) out.push(`${name}: both ${base} and ${key} are set (exclusive)`);
     }
-    if (String(service.image ?? "").includes("minio/minio") && !env.MINIO_ROOT_PASSWORD_FILE) {
+    if (isS3ServerImage(String(service.image ?? "")) && !service.entrypoint && !env.MINIO_ROOT_PASSWORD_FILE) {
       out.push(`${name}: MinIO without MINIO_ROOT_PASSWORD_FILE would run with the default minioadmin credentials`);
     }
   }
@@ -617,19 +617,101 @@ export function checkNoContainerName(doc: ComposeDoc): string[] {
     .map(([name]) => `${name}: container_name stops two copies of the stack from running side by side`);
 }
 
-/** MinIO's entrypoint prepends `minio` to a non-minio command; mc's entrypoint is `mc`: shells need `entrypoint:`. */
+/**
+ * The MinIO (and Silo) entrypoint prepends the server binary to any other command; mc's entrypoint is `mc`: shells
+ * need `entrypoint:`. A multi-command mc job on the server image needs a shell entrypoint too.
+ */
 export function checkMinioEntrypoints(doc: ComposeDoc): string[] {
   const out: string[] = [];
   for (const [name, service] of services(doc)) {
     const image = String(service.image ?? "");
     const command = commandText(service.command);
     const shellEntrypoint = /^(\/bin\/)?(ba)?sh -c/.test(commandText(service.entrypoint));
-    if (/minio\/minio:/.test(image) && /^(\/bin\/)?(ba)?sh\b/.test(command) && !shellEntrypoint) {
-      out.push(`${name}: the MinIO entrypoint would run this as "minio ${command.split(" ")[0]} ..."`);
+    if (isS3ServerImage(image) && /^(\/bin\/)?(ba)?sh\b/.test(command) && !shellEntrypoint) {
+      out.push(`${name}: the server image's entrypoint would run this as "silo ${command.split(" ")[0]} ..."`);
     }
-    if (/minio\/mc:/.test(image) && /[\n;&|]/.test(command) && !shellEntrypoint) {
+    if ((/minio\/mc:/.test(image) || isS3ServerImage(image)) && /\bmc\b/.test(command) && /[\n;&|]/.test(command) && !shellEntrypoint) {
       out.push(`${name}: a multi-command mc job needs entrypoint: ["/bin/sh", "-c"]`);
     }
+  }
+  return out;
+}
+
+/** The S3 server images: MinIO's (frozen) and Silo, the maintained fork with the same entrypoint and settings. */
+export function isS3ServerImage(image: string): boolean {
+  return /(^|\/)minio\/minio:|(^|\/)pgsty\/(silo|minio):/.test(image);
+}
+
+/**
+ * Images that no longer get releases or security fixes: MinIO's community images (source only since 2025-10, the
+ * repository archived 2026-04; quay.io answers "unauthorized" now) and its frozen mc (docs/object-store.md).
+ */
+export function checkNoFrozenImages(doc: ComposeDoc): string[] {
+  return services(doc)
+    .filter(([, service]) => /(^|\/)minio\/(minio|mc)(:|@|$)/.test(String(service.image ?? "")))
+    .map(([name, service]) => `${name}: ${service.image} is frozen (no security fixes); use Silo (docs/object-store.md)`);
+}
+
+/** Capabilities each service may add back after `cap_drop: [ALL]`, and why (compose.yml says the same beside each). */
+export const ALLOWED_CAPS: Record<string, string[]> = {
+  // entrypoint: chown of PGDATA and the socket dir, reads the secret as root, gosu to postgres
+  db: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],
+  // reads its secret as root (a 0600 file of the host user)
+  minio: ["DAC_OVERRIDE"],
+  createbuckets: ["DAC_OVERRIDE"],
+  mlflow: ["DAC_OVERRIDE"],
+  // caddy: the binary's file capability; nginx: chgrp of the users file, chown of temp dirs, workers as user nginx
+  proxy: ["CHOWN", "DAC_OVERRIDE", "NET_BIND_SERVICE", "SETGID", "SETUID"],
+};
+/** Services whose root filesystem stays writable, and why. */
+export const WRITABLE_ROOT: Record<string, string> = {
+  mlflow: "spools every uploaded artifact to a temporary file; a tmpfs that size would count against its memory",
+};
+
+/**
+ * Least privilege for every service: all capabilities dropped and only allowed ones added back, no-new-privileges,
+ * a pids limit, and a read-only root filesystem unless WRITABLE_ROOT says why not.
+ */
+export function checkHardening(doc: ComposeDoc, allowedCaps = ALLOWED_CAPS, writable = WRITABLE_ROOT): string[] {
+  const out: string[] = [];
+  for (const [name, service] of services(doc)) {
+    const dropped = (service.cap_drop ?? []).map((c: string) => String(c).toUpperCase());
+    if (!dropped.includes("ALL")) out.push(`${name}: cap_drop does not drop ALL capabilities`);
+    for (const cap of service.cap_add ?? []) {
+      if (!(allowedCaps[name] ?? []).includes(String(cap).toUpperCase().replace(/^CAP_/, ""))) out.push(`${name}: cap_add ${cap} is not one it needs`);
+    }
+    if (!(service.security_opt ?? []).some((o: string) => /^no-new-privileges(:true|=true)?$/.test(String(o)))) {
+      out.push(`${name}: no security_opt no-new-privileges:true`);
+    }
+    const pids = Number(service.pids_limit ?? service.deploy?.resources?.limits?.pids);
+    if (!(pids > 0)) out.push(`${name}: no pids limit`);
+    if (service.read_only !== true && !(name in writable)) out.push(`${name}: root filesystem is writable (read_only: true, tmpfs for what it writes)`);
+  }
+  return out;
+}
+
+/** Long-running services restart after a crash or reboot in every combination; one-off jobs never restart. */
+export function checkRestartPolicies(doc: ComposeDoc): string[] {
+  const oneOff = oneOffServices(doc);
+  const out: string[] = [];
+  for (const [name, service] of services(doc)) {
+    const want = oneOff.has(name) ? "no" : "unless-stopped";
+    if (String(service.restart ?? "no") !== want) out.push(`${name}: restart is ${service.restart ?? "unset"}, not ${want}`);
+  }
+  return out;
+}
+
+/**
+ * The S3 root key (the server's root password secret) is mounted only in the server and the bucket job: MLflow has a
+ * key of its own, limited to its bucket.
+ */
+export function checkRootKeyHolders(doc: ComposeDoc, rootSecret = "minio_root_password", holders = ["minio", "createbuckets"]): string[] {
+  const out: string[] = [];
+  for (const [name, service] of services(doc)) {
+    if (holders.includes(name)) continue;
+    if ((service.secrets ?? []).map(secretSource).includes(rootSecret)) out.push(`${name}: mounts the S3 root key (${rootSecret})`);
+    const env = environmentOf(service);
+    if (String(env.AWS_SECRET_ACCESS_KEY_FILE ?? "").endsWith(`/${rootSecret}`)) out.push(`${name}: signs S3 requests with the root key`);
   }
   return out;
 }
@@ -665,5 +747,9 @@ export function checkAll(doc: ComposeDoc): string[] {
     ...checkNoContainerName(doc),
     ...checkMinioEntrypoints(doc),
     ...checkBindSources(doc),
+    ...checkNoFrozenImages(doc),
+    ...checkHardening(doc),
+    ...checkRestartPolicies(doc),
+    ...checkRootKeyHolders(doc),
   ];
 }
