@@ -10,7 +10,7 @@ const SCRIPT = "bootstrap";
 const HELP = `Usage: npm run bootstrap -- [options]
 
 Creates .env from .env.example (only if .env is missing) and one file per secret in secrets/
-(postgres_password, minio_root_password, proxy_password.<user>, proxy_users.caddy, proxy_users.htpasswd).
+(postgres_password, minio_root_password, mlflow_s3_secret_key, proxy_password.<user>, proxy_users.caddy, proxy_users.htpasswd).
 An existing file is never overwritten: running it again changes nothing.
 
 Options:
@@ -18,7 +18,7 @@ Options:
   --domain HOST       DOMAIN for the new .env (e.g. mlflow.example.com); an existing .env must already agree
   --password-stdin    read the user's proxy password from stdin instead of generating one: at least
                       ${MIN_PASSWORD_LENGTH} characters and hard to guess by the zxcvbn estimate (${"10^" + MIN_GUESSES_LOG10} guesses)
-  --rotate NAME       replace one secret: postgres, minio, proxy (the --user's password) or proxy:<user>;
+  --rotate NAME       replace one secret: postgres, minio, mlflow-s3, proxy (the --user's password) or proxy:<user>;
                       repeatable. Prints what to restart afterwards.
   --force             allow --rotate postgres on an existing installation (the database needs ALTER ROLE too)
   --json              print a machine-readable summary (never contains a password)

@@ -16,7 +16,7 @@ import { makeTempDir } from "./support/tmp.ts";
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const TSX = join(ROOT, "node_modules", ".bin", "tsx");
 const CLI = join(ROOT, "scripts", "bootstrap.ts");
-const SECRET_NAMES = ["minio_root_password", "postgres_password", "proxy_password.mlflow", "proxy_users.caddy", "proxy_users.htpasswd"];
+const SECRET_NAMES = ["minio_root_password", "mlflow_s3_secret_key", "postgres_password", "proxy_password.mlflow", "proxy_users.caddy", "proxy_users.htpasswd"];
 
 interface Run {
   status: number | null;
@@ -156,9 +156,11 @@ describe("bootstrap: a fresh run", () => {
     expect(readdirSync(join(dir, "secrets")).sort()).toEqual(SECRET_NAMES);
     for (const name of SECRET_NAMES) expect(statSync(join(dir, "secrets", name)).mode & 0o777).toBe(0o600);
 
-    const passwords = ["postgres_password", "minio_root_password", "proxy_password.mlflow"].map((name) => read(dir, name));
+    const passwords = ["postgres_password", "minio_root_password", "proxy_password.mlflow", "mlflow_s3_secret_key"].map((name) => read(dir, name));
     for (const password of passwords) expect(password).toMatch(/^[A-Za-z0-9_-]{32,}$/);
-    expect(new Set(passwords).size).toBe(3);
+    expect(new Set(passwords).size).toBe(4);
+    // MinIO/Silo accept IAM secret keys of 8 to 40 characters.
+    expect(read(dir, "mlflow_s3_secret_key").trim().length).toBeLessThanOrEqual(40);
     expectLoginWorks(dir, "mlflow", passwords[2]);
     // A generated password (240 bits): the cheapest bcrypt for Caddy and {SSHA} for nginx, as brute force is hopeless.
     expect(userLine(dir, "proxy_users.caddy", "mlflow")).toMatch(/^mlflow \$2[aby]\$04\$/);
@@ -226,12 +228,13 @@ describe("bootstrap: running again", () => {
 
   it("leaves a hand-edited secret as it is", () => {
     bootstrapped();
-    for (const name of ["postgres_password", "minio_root_password", "proxy_password.mlflow"]) writeFileSync(join(dir, "secrets", name), "GARBAGE\n");
+    const edited = ["postgres_password", "minio_root_password", "mlflow_s3_secret_key", "proxy_password.mlflow"];
+    for (const name of edited) writeFileSync(join(dir, "secrets", name), "GARBAGE\n");
     const before = snapshot(dir);
     const run = bootstrap(dir);
     expect(run.status).toBe(0);
     expect(snapshot(dir)).toEqual(before);
-    for (const name of ["postgres_password", "minio_root_password", "proxy_password.mlflow"]) expect(read(dir, name)).toBe("GARBAGE\n");
+    for (const name of edited) expect(read(dir, name)).toBe("GARBAGE\n");
     // The Caddy line no longer matches the hand-edited password file: the user is told how to fix it.
     expect(run.stderr).toMatch(/does not match secrets\/proxy_password\.mlflow.*--rotate proxy:mlflow --password-stdin/);
   });
@@ -333,6 +336,22 @@ describe("bootstrap: running again", () => {
     expect(existsSync(join(dir, ".bootstrap.lock"))).toBe(false);
   }, 300_000);
 
+  // Issue 9: installations from before MLflow had its own S3 key get it by running bootstrap again.
+  it("adds MLflow's S3 key to an existing installation that lacks it, and touches nothing else", () => {
+    bootstrapped();
+    rmSync(join(dir, "secrets", "mlflow_s3_secret_key"));
+    const before = snapshot(dir);
+    const run = bootstrap(dir);
+    expect(run.status, run.stderr).toBe(0);
+    const after = snapshot(dir);
+    expect(Object.keys(after).filter((key) => before[key] !== after[key])).toEqual(["secrets/mlflow_s3_secret_key"]);
+    expect(statSync(join(dir, "secrets", "mlflow_s3_secret_key")).mode & 0o777).toBe(0o600);
+    expect(read(dir, "mlflow_s3_secret_key")).toMatch(/^[A-Za-z0-9_-]{40}\n?$/);
+    expect(run.stdout).toMatch(/created +secrets\/mlflow_s3_secret_key\n/);
+    expect(run.stdout).toContain("docker compose up -d --wait --force-recreate createbuckets mlflow");
+    expect(run.stdout).not.toContain(read(dir, "mlflow_s3_secret_key").trim());
+  });
+
   it("takes over the lock of a killed run", () => {
     bootstrapped();
     const dead = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" }).stdout;
@@ -364,6 +383,18 @@ describe("bootstrap --rotate", () => {
     expect(run.stdout).toMatch(/rotated +secrets\/proxy_password\.mlflow/);
     expect(run.stdout).toContain("docker compose restart proxy");
     expect(run.stdout).not.toContain(password);
+  });
+
+  it("mlflow-s3 replaces only MLflow's S3 key and says which containers to recreate", () => {
+    bootstrapped();
+    const old = read(dir, "mlflow_s3_secret_key");
+    const before = snapshot(dir);
+    const run = bootstrap(dir, ["--rotate", "mlflow-s3"]);
+    expect(run.status, run.stderr).toBe(0);
+    expect(changedFiles(before, snapshot(dir))).toEqual(["secrets/mlflow_s3_secret_key"]);
+    expect(read(dir, "mlflow_s3_secret_key")).not.toBe(old);
+    expect(run.stdout).toContain("--force-recreate createbuckets mlflow");
+    expect(run.stdout).not.toContain(read(dir, "mlflow_s3_secret_key").trim());
   });
 
   it("minio replaces only the MinIO password and says the container must be recreated", () => {

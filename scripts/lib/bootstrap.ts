@@ -29,7 +29,7 @@ import {
 export const DEFAULT_USER = "mlflow";
 const ENV_FILE_MODE = 0o644; // .env holds no secrets (they live in secrets/)
 
-export type RotateTarget = "postgres" | "minio" | "proxy";
+export type RotateTarget = "postgres" | "minio" | "mlflow-s3" | "proxy";
 export type FileAction = "created" | "kept" | "updated" | "rotated";
 
 export interface BootstrapOptions {
@@ -39,7 +39,7 @@ export interface BootstrapOptions {
   user?: string;
   /** DOMAIN for a new .env; must match an existing .env. */
   domain?: string;
-  /** Secrets to replace: `postgres`, `minio`, `proxy` (the user's proxy password) or `proxy:<user>`. */
+  /** Secrets to replace: `postgres`, `minio`, `mlflow-s3`, `proxy` (the user's proxy password) or `proxy:<user>`. */
   rotate?: string[];
   /** Allows rotating the Postgres password of an existing installation. */
   force?: boolean;
@@ -85,12 +85,12 @@ export function parseRotate(names: string[], user?: string): { targets: Set<Rota
   const targets = new Set<RotateTarget>();
   let proxyUser = user;
   for (const name of names) {
-    if (name === "postgres" || name === "minio" || name === "proxy") {
+    if (name === "postgres" || name === "minio" || name === "mlflow-s3" || name === "proxy") {
       targets.add(name);
       continue;
     }
     const match = /^proxy:(.*)$/.exec(name);
-    if (!match) throw new UsageError(`cannot rotate ${JSON.stringify(name)}: use postgres, minio, proxy or proxy:<user>`);
+    if (!match) throw new UsageError(`cannot rotate ${JSON.stringify(name)}: use postgres, minio, mlflow-s3, proxy or proxy:<user>`);
     const named = validateUser(match[1]);
     if (proxyUser !== undefined && proxyUser !== named) {
       throw new UsageError(`--rotate ${name} conflicts with user ${proxyUser}: one proxy user per run`);
@@ -167,6 +167,7 @@ export function bootstrap(options: BootstrapOptions): BootstrapResult {
     prepareSecretsDir(plan, report);
     writePostgresSecret(plan, existing, envText, report);
     writeMinioSecret(plan, report);
+    writeMlflowS3Secret(plan, existing, report);
     const proxy = writeProxyPassword(plan, existing, report);
     writeUsersFiles(plan, proxy, report);
     if (report.files.some((file) => file.path === SECRET_FILES.postgres && file.action === "created")) {
@@ -214,7 +215,7 @@ function checkPathKinds(plan: Plan): void {
   if (exists(at("secrets")) && !isDirectory(at("secrets"))) {
     throw new UserError(`${at("secrets")} exists and is not a directory — move it away and run again`);
   }
-  for (const path of [SECRET_FILES.postgres, SECRET_FILES.minio, plan.passwordFile, ...USERS_FILES.map((file) => file.path)]) {
+  for (const path of [SECRET_FILES.postgres, SECRET_FILES.minio, SECRET_FILES.mlflowS3, plan.passwordFile, ...USERS_FILES.map((file) => file.path)]) {
     if (exists(at(path)) && !statSync(at(path)).isFile()) throw new UserError(`${path} exists but is not a regular file — move it away and run again`);
   }
 }
@@ -306,8 +307,22 @@ function writeMinioSecret(plan: Plan, report: Report): void {
   const rotate = plan.targets.has("minio") && exists(plan.at(SECRET_FILES.minio));
   const { action } = ensureSecret(plan, report, SECRET_FILES.minio, rotate, generatePassword);
   if (action === "rotated") {
-    // MLflow and createbuckets use the same password as MinIO's root credentials (compose.yml).
-    report.nextSteps.push("MinIO, MLflow and createbuckets read the MinIO root password when their containers start: docker compose up -d --force-recreate");
+    // The S3 server and createbuckets hold the root key (compose.yml); MLflow has its own.
+    report.nextSteps.push("The S3 server and createbuckets read the root password when their containers start: docker compose up -d --force-recreate minio createbuckets");
+  }
+}
+
+/**
+ * MLflow's own S3 key: createbuckets (compose.yml) creates the user MLFLOW_S3_ACCESS_KEY with this secret and a policy
+ * for MLFLOW_BUCKET alone, on every start. Added to an existing installation by running bootstrap again (issue 9).
+ */
+function writeMlflowS3Secret(plan: Plan, existing: Existing, report: Report): void {
+  const rotate = plan.targets.has("mlflow-s3") && exists(plan.at(SECRET_FILES.mlflowS3));
+  const { action } = ensureSecret(plan, report, SECRET_FILES.mlflowS3, rotate, generatePassword);
+  if (action === "rotated" || (action === "created" && existing.env !== undefined)) {
+    report.nextSteps.push(
+      `${SECRET_FILES.mlflowS3} is ${action === "rotated" ? "rotated" : "new"}: createbuckets gives it to the S3 server and MLflow reads it when their containers start: docker compose up -d --wait --force-recreate createbuckets mlflow`,
+    );
   }
 }
 

@@ -11,6 +11,8 @@ export const SECRET_FILE_MODE = 0o600;
 export const SECRET_FILES = {
   postgres: "secrets/postgres_password",
   minio: "secrets/minio_root_password",
+  /** MLflow's own S3 key, limited to its bucket (compose.yml's createbuckets makes the user). */
+  mlflowS3: "secrets/mlflow_s3_secret_key",
   caddyUsers: "secrets/proxy_users.caddy",
   nginxUsers: "secrets/proxy_users.htpasswd",
   proxyPassword: (user: string) => `secrets/proxy_password.${user}`,
