@@ -76,7 +76,8 @@ function runCreatebuckets({ fails, userInfo = "", withoutMlflowSecret = false }:
     );
     writeFileSync(join(dir, "sleep"), "#!/bin/sh\n", { mode: 0o755 });
     mkdirSync(join(dir, "run/secrets"), { recursive: true });
-    writeFileSync(join(dir, "run/secrets/minio_root_password"), "root-secret-password\n");
+    // As bootstrap writes them: no final newline (the root one), and with one (edited by hand).
+    writeFileSync(join(dir, "run/secrets/minio_root_password"), "root-secret-password");
     if (!withoutMlflowSecret) writeFileSync(join(dir, "run/secrets/mlflow_s3_secret_key"), "mlflow-secret-key\n");
     writeFileSync(join(dir, "fails"), String(fails));
     writeFileSync(join(dir, "log"), "");

@@ -21,7 +21,7 @@ export interface StandIn {
   /** Where the name was read. */
   from: string;
   /** test/stack/stand-ins/programs/<name>.ts bundled into the context as <name>.mjs, with the node binary. */
-  program?: string;
+  programs?: string[];
   files?: string[];
   buildArgs?: Record<string, string>;
 }
@@ -34,6 +34,13 @@ function serviceImage(file: string, service: string): string {
   const image = doc.services?.[service]?.image;
   if (!image) throw new Error(`${file}: service ${service} has no image:`);
   return image;
+}
+
+/** The one image that several services share (fails when they differ: each would need its own stand-in). */
+function sameImage(file: string, names: string[]): string {
+  const images = new Set(names.map((name) => serviceImage(file, name)));
+  if (images.size !== 1) throw new Error(`${file}: services ${names.join(", ")} use different images (${[...images].join(", ")})`);
+  return [...images][0];
 }
 
 /** The base image of mlflow/Dockerfile, with MLFLOW_VERSION as the stack builds it (its ARG default otherwise). */
@@ -49,13 +56,13 @@ export function standIns(mlflowVersion?: string): StandIn[] {
   const mlflow = mlflowBaseImage(mlflowVersion);
   return [
     { folder: "postgres", image: serviceImage("compose.yml", "db"), from: "compose.yml services.db" },
-    { folder: "minio", image: serviceImage("compose.yml", "minio"), from: "compose.yml services.minio", program: "minio" },
-    { folder: "mc", image: serviceImage("compose.yml", "createbuckets"), from: "compose.yml services.createbuckets", program: "mc" },
+    // The server and its mc in one image, as Silo ships them; createbuckets runs on it too (its image is the same).
+    { folder: "silo", image: sameImage("compose.yml", ["minio", "createbuckets"]), from: "compose.yml services.minio and createbuckets", programs: ["silo", "mc"] },
     {
       folder: "mlflow",
       image: mlflow,
       from: "mlflow/Dockerfile FROM",
-      program: "mlflow",
+      programs: ["mlflow"],
       files: [join(FIXTURES, "postgres-schema.sql"), join(FIXTURES, "alembic-head.txt"), join(FIXTURES, "api-transcript.jsonl")],
       buildArgs: { MLFLOW_STAND_IN_VERSION: mlflow.replace(/^.*:v?/, "").replace(/-full$/, "") },
     },
@@ -92,11 +99,11 @@ async function buildStandIn(standIn: StandIn): Promise<void> {
   const context = mkdtempSync(join(tmpdir(), `stack-${standIn.folder}-`));
   try {
     cpSync(join(STAND_INS, standIn.folder), context, { recursive: true });
-    if (standIn.program) {
-      copyFileSync(process.execPath, join(context, "node"));
+    if (standIn.programs?.length) copyFileSync(process.execPath, join(context, "node"));
+    for (const program of standIn.programs ?? []) {
       await build({
-        entryPoints: [join(STAND_INS, "programs", `${standIn.program}.ts`)],
-        outfile: join(context, `${standIn.program}.mjs`),
+        entryPoints: [join(STAND_INS, "programs", `${program}.ts`)],
+        outfile: join(context, `${program}.mjs`),
         bundle: true,
         platform: "node",
         format: "esm",

@@ -2,8 +2,11 @@
 // README's commands in the README's order. Stand-in images unless STACK_IMAGES=real (see test/stack/stand-ins/).
 //
 //   install Docker (test/stack/install-docker.sh) -> build the stand-ins -> a copy of the project -> npm run bootstrap
-//   -> compose.yml: up --wait, smoke (bucket check included), 401s, restart and down/up keep the data, stopping the
-//      database makes MLflow unhealthy, npm run migrate (local-stack mode), smoke right after it, npm run backup and
+//   -> secrets/ owned by uid 1000 (as after a user's own `npm run bootstrap`: root in a container reads them only with
+//      DAC_OVERRIDE, the one capability most services keep)
+//   -> compose.yml: up --wait, smoke (bucket check included), 401s, least privilege (docker inspect: capabilities,
+//      read-only root, no-new-privileges, pids, restart; MLflow's S3 key limited to its bucket, the root key not in
+//      MLflow's container), restart and down/up keep the data, stopping the database makes MLflow unhealthy, npm run migrate (local-stack mode), smoke right after it, npm run backup and
 //      restore --replace (local-stack mode), smoke
 //   -> compose.nginx.yml: up --wait, smoke, 401s -> compose.prod.yml (loopback ports instead of 80/443): up --wait,
 //      smoke over HTTPS (Caddy's own CA), 401s -> down -v
@@ -25,6 +28,8 @@ import { s3Client } from "../../scripts/lib/s3-client.ts";
 import { passwordFromFile } from "../../scripts/lib/secrets.ts";
 import { freePort } from "../support/ports.ts";
 import { buildStandIns } from "./images.ts";
+import { checkMlflowKey } from "./least-privilege.ts";
+import { ALLOWED_CAPS, WRITABLE_ROOT } from "../support/compose.ts";
 import { composeOverrideFromReadme, loopbackPortsOverride } from "./readme.ts";
 
 if (process.argv.includes("--help") || process.argv.includes("-h")) {
@@ -141,6 +146,31 @@ async function health(dir: string, service: string): Promise<string> {
   return (await quiet`docker inspect --format {{.State.Health.Status}} ${id}`).stdout.trim();
 }
 
+/** docker inspect of every container of the project (the exited createbuckets too) against the compose policy. */
+async function expectHardened(dir: string, files: string[]) {
+  const quiet = $({ cwd: dir, quiet: true });
+  const ids = (await quiet`docker compose ${files} ps -aq`).stdout.trim().split("\n").filter(Boolean);
+  const containers = JSON.parse((await quiet`docker inspect ${ids}`).stdout) as {
+    Config: { Labels: Record<string, string> };
+    HostConfig: { CapAdd: string[] | null; CapDrop: string[] | null; ReadonlyRootfs: boolean; SecurityOpt: string[] | null; PidsLimit: number | null; RestartPolicy: { Name: string } };
+  }[];
+  const seen: string[] = [];
+  for (const c of containers) {
+    const name = c.Config.Labels["com.docker.compose.service"];
+    const host = c.HostConfig;
+    const caps = (host.CapAdd ?? []).map((cap) => cap.replace(/^CAP_/, ""));
+    expect((host.CapDrop ?? []).some((cap) => /^(CAP_)?ALL$/.test(cap)), `${name}: capabilities not dropped (CapDrop ${JSON.stringify(host.CapDrop)})`);
+    for (const cap of caps) expect((ALLOWED_CAPS[name] ?? []).includes(cap), `${name}: runs with ${cap}`);
+    expect((host.SecurityOpt ?? []).some((o) => /^no-new-privileges(:true)?$/.test(o)), `${name}: no no-new-privileges (${JSON.stringify(host.SecurityOpt)})`);
+    expect((host.PidsLimit ?? 0) > 0, `${name}: no pids limit`);
+    expect(host.ReadonlyRootfs || name in WRITABLE_ROOT, `${name}: writable root filesystem`);
+    expect(host.RestartPolicy.Name === (name === "createbuckets" ? "no" : "unless-stopped"), `${name}: restart policy ${host.RestartPolicy.Name}`);
+    seen.push(`${name} [${caps.join(",") || "none"}${host.ReadonlyRootfs ? ", ro" : ""}, pids ${host.PidsLimit}]`);
+  }
+  expect(containers.length === 5, `expected 5 containers, found ${containers.length}`);
+  log(`   cap_drop ALL, no-new-privileges, pids limit, restart: ${seen.join("; ")}`);
+}
+
 // ---- the test ----
 let dir = "";
 let startedDocker = false;
@@ -191,12 +221,19 @@ try {
     writeFileSync(join(dir, "compose.override.yml"), composeOverrideFromReadme(readFileSync(join(ROOT, "README.md"), "utf8")));
     const values = parseEnv(env);
     const password = passwordFromFile(readFileSync(join(dir, "secrets/proxy_password.mlflow"), "utf8"));
+    // A user runs bootstrap as themselves: the secrets (0600) belong to uid 1000, not to root.
+    await $({ quiet: true })`chown -R 1000:1000 ${join(dir, "secrets")}`;
+    const mlflowKey = {
+      endpoint: `http://127.0.0.1:${minioPort}`,
+      accessKeyId: values.MLFLOW_S3_ACCESS_KEY,
+      secretAccessKey: passwordFromFile(readFileSync(join(dir, "secrets/mlflow_s3_secret_key"), "utf8")),
+    };
     const minio = {
       endpoint: `http://127.0.0.1:${minioPort}`,
       accessKeyId: values.MINIO_ROOT_USER,
       secretAccessKey: passwordFromFile(readFileSync(join(dir, "secrets/minio_root_password"), "utf8")),
     };
-    return { proxyPort, minioPort, password, minio, bucket: values.MLFLOW_BUCKET, base: `http://127.0.0.1:${proxyPort}` };
+    return { proxyPort, minioPort, password, minio, mlflowKey, bucket: values.MLFLOW_BUCKET, base: `http://127.0.0.1:${proxyPort}` };
   });
 
   await phase("compose.yml: docker compose up -d --wait", () => run(dir, ["docker", "compose", "up", "-d", "--wait"]));
@@ -208,7 +245,7 @@ try {
   });
 
   await phase("compose.yml: no secret in docker inspect, the logs or the containers' process lists", async () => {
-    const secrets = [settings.password, settings.minio.secretAccessKey, passwordFromFile(readFileSync(join(dir, "secrets/postgres_password"), "utf8"))];
+    const secrets = [settings.password, settings.minio.secretAccessKey, settings.mlflowKey.secretAccessKey, passwordFromFile(readFileSync(join(dir, "secrets/postgres_password"), "utf8"))];
     const quiet = $({ cwd: dir, quiet: true });
     const ids = (await quiet`docker compose ps -q`).stdout.trim().split("\n").filter(Boolean);
     const texts: Record<string, string> = {
@@ -217,7 +254,23 @@ try {
     };
     for (const id of ids) texts[`docker top ${id.slice(0, 12)}`] = (await quiet`docker top ${id} -eo pid,args`).stdout;
     for (const [where, text] of Object.entries(texts)) for (const secret of secrets) expect(!text.includes(secret), `a password shows in ${where}`);
-    log(`   none of the 3 passwords in docker inspect, the logs or ${ids.length} process lists`);
+    log(`   none of the ${secrets.length} passwords in docker inspect, the logs or ${ids.length} process lists`);
+  });
+
+  await phase("compose.yml: least privilege in docker inspect (capabilities, read-only root, no-new-privileges, pids, restart)", () =>
+    expectHardened(dir, []),
+  );
+
+  await phase("compose.yml: MLflow's S3 key is limited to its bucket; the root key is not in MLflow's container", async () => {
+    const problems = await checkMlflowKey(settings.minio, settings.mlflowKey, settings.bucket);
+    expect(problems.length === 0, problems.join("; "));
+    log("   MLflow's key: its bucket's objects yes; another bucket, a new bucket, the admin API: 403");
+    const mounted = (await run(dir, ["docker", "compose", "exec", "-T", "mlflow", "ls", "/run/secrets"])).stdout.split(/\s+/).filter(Boolean);
+    expect(!mounted.includes("minio_root_password"), `MLflow's container has the root key: /run/secrets holds ${mounted.join(", ")}`);
+    const environ = (await run(dir, ["docker", "compose", "exec", "-T", "mlflow", "sh", "-c", "cat /proc/1/environ | tr '\\0' '\\n'"])).stdout;
+    expect(!environ.includes(settings.minio.secretAccessKey), "MLflow's process environment holds the root key");
+    expect(environ.includes(`AWS_ACCESS_KEY_ID=${settings.mlflowKey.accessKeyId}`), "MLflow's process does not sign with its own access key");
+    log(`   /run/secrets in mlflow: ${mounted.join(", ")}; its process signs as ${settings.mlflowKey.accessKeyId}`);
   });
 
   const s3 = s3Client(settings.minio, 3);
@@ -274,6 +327,7 @@ try {
     await run(dir, ["docker", "compose", ...files, "up", "-d", "--wait"]);
     await smoke(dir, []);
     await expectAuth(settings.base, "mlflow", settings.password);
+    await expectHardened(dir, files);
   });
 
   await phase("compose.prod.yml (loopback ports): up -d --wait, smoke over HTTPS, 401s", async () => {
@@ -287,6 +341,7 @@ try {
     const base = `https://localhost:${https}`;
     await smoke(dir, ["--url", base], { NODE_EXTRA_CA_CERTS: join(dir, "caddy-root.crt") });
     await expectAuth(base, "mlflow", settings.password, ca);
+    await expectHardened(dir, files);
   });
 } catch (error) {
   failure = error;

@@ -31,8 +31,14 @@ function headerValue(headers: IncomingHttpHeaders, name: string): string {
   return text.trim().replace(/\s+/g, " ");
 }
 
-/** Checks `method url` with `headers` against the one known key pair. */
-export function verify(method: string, url: string, headers: IncomingHttpHeaders, keys: { accessKeyId: string; secretAccessKey: string }): Verdict {
+/** Checks `method url` with `headers` against a known key pair: one, or a lookup of the secret by access key. */
+export function verify(
+  method: string,
+  url: string,
+  headers: IncomingHttpHeaders,
+  keys: { accessKeyId: string; secretAccessKey: string } | ((accessKeyId: string) => string | undefined),
+): Verdict {
+  const secretOf = typeof keys === "function" ? keys : (id: string) => (id === keys.accessKeyId ? keys.secretAccessKey : undefined);
   const q = url.indexOf("?");
   const path = q < 0 ? url : url.slice(0, q);
   const rawQuery = q < 0 ? "" : url.slice(q + 1);
@@ -65,7 +71,8 @@ export function verify(method: string, url: string, headers: IncomingHttpHeaders
     return { ok: false, code: "AccessDenied", message: "Access Denied." };
   }
   const [accessKeyId, ...scopeParts] = credential.split("/");
-  if (accessKeyId !== keys.accessKeyId) return { ok: false, code: "InvalidAccessKeyId", message: "The Access Key Id you provided does not exist in our records." };
+  const secretAccessKey = secretOf(accessKeyId);
+  if (secretAccessKey === undefined) return { ok: false, code: "InvalidAccessKeyId", message: "The Access Key Id you provided does not exist in our records." };
   const scope = scopeParts.join("/");
   const names = signedHeaders.split(";").filter(Boolean);
   const canonicalRequest = [
@@ -78,7 +85,7 @@ export function verify(method: string, url: string, headers: IncomingHttpHeaders
   ].join("\n");
   const stringToSign = ["AWS4-HMAC-SHA256", amzDate, scope, sha256(canonicalRequest)].join("\n");
   const [date, region, service, terminator] = scopeParts;
-  let key: Buffer = hmac(`AWS4${keys.secretAccessKey}`, date ?? "");
+  let key: Buffer = hmac(`AWS4${secretAccessKey}`, date ?? "");
   for (const part of [region ?? "", service ?? "", terminator ?? ""]) key = hmac(key, part);
   const expected = createHmac("sha256", key).update(stringToSign).digest("hex");
   const given = Buffer.from(signature);
