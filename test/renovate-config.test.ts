@@ -54,6 +54,16 @@ describe("renovate.json", () => {
     expect(postgresMajor).toMatchObject({ matchDatasources: ["docker"], matchUpdateTypes: ["major"], enabled: false });
   });
 
+  it("compares Silo's RELEASE.<UTC time> tags by date (the server and the bucket job share the pin)", () => {
+    const rule = config.packageRules.find((r: any) => r.matchPackageNames?.includes("pgsty/silo"));
+    const pattern = new RegExp(String(rule.versioning).replace(/^regex:/, ""));
+    const tags = [...read("compose.yml").matchAll(/image: pgsty\/silo:(\S+)/g)].map((m) => m[1]);
+    expect(tags).toHaveLength(2);
+    for (const tag of tags) expect(pattern.exec(tag)?.groups).toMatchObject({ major: "2026", minor: "09", patch: "16" });
+    expect(pattern.exec("latest")).toBeNull();
+    expect(pattern.exec("RELEASE.2026-09-16T00-00-00Z-distroless")).toBeNull();
+  });
+
   const validator = process.env.RENOVATE_VALIDATOR ?? findBinary("renovate-config-validator");
   it.skipIf(!validator)("passes renovate-config-validator, which rejects a broken copy", () => {
     const ok = spawnSync(validator!, [join(REPO_ROOT, "renovate.json")], { encoding: "utf8" });
