@@ -25,7 +25,9 @@ beforeAll(() => {
     join(bin, "mc"),
     `#!/bin/sh
 stdin=""
-if [ "$1" = alias ]; then stdin="$(cat)"; fi
+if [ "$1" = alias ] || [ "$1 $2 $3" = "admin user add" ]; then stdin="$(cat)"; fi
+if [ "$1 $2 $3" = "admin policy create" ]; then cp "$6" "$FAKE_MC_LOG.policy"; fi
+if [ "$1 $2 $3" = "admin user info" ]; then printf '%s' "\${FAKE_MC_USER_INFO:-}"; fi
 { printf '%s\\0' "$@"; printf '\\t%s\\n' "$stdin" | tr '\\n' ' '; echo; } >> "$FAKE_MC_LOG"
 printf '%s\\n' "$MC_CONFIG_DIR" > "$FAKE_MC_LOG.configdir"
 if [ "$1" = mb ] && [ -f "$FAKE_MC_FAILS" ]; then
@@ -55,7 +57,8 @@ function run(env: Record<string, string>, { failures = 0 } = {}) {
       })
     : [];
   const configDir = existsSync(`${log}.configdir`) ? readFileSync(`${log}.configdir`, "utf8").trim() : undefined;
-  return { status: result.status, output: result.stdout + result.stderr, calls, configDir };
+  const policy = existsSync(`${log}.policy`) ? readFileSync(`${log}.policy`, "utf8") : undefined;
+  return { status: result.status, output: result.stdout + result.stderr, calls, configDir, policy };
 }
 
 const env = { MINIO_ENDPOINT: "http://minio.railway.internal:9000", MINIO_ROOT_USER: "mlflow", MINIO_ROOT_PASSWORD: PASSWORD, MLFLOW_BUCKET: "mlflow-artifacts" };
@@ -98,7 +101,33 @@ describe("createbuckets/create-bucket.sh", () => {
     expect(result.calls[0].stdin).toBe(`mlflow ${PASSWORD}`);
   });
 
+  it("with MLFLOW_S3_ACCESS_KEY/SECRET_KEY: MLflow's user with a policy for the bucket alone, keys on stdin, attached once", () => {
+    const secret = "mlflow-key-Pa55:word/0123456789";
+    const result = run({ ...env, MLFLOW_S3_ACCESS_KEY: "mlflow-artifacts", MLFLOW_S3_SECRET_KEY: secret });
+    expect(result.status, result.output).toBe(0);
+    expect(result.calls.slice(3).map((c) => c.argv[0] === "admin" ? c.argv.slice(0, 4) : c.argv)).toEqual([
+      ["admin", "policy", "create", "target"],
+      ["admin", "user", "add", "target"],
+      ["admin", "user", "info", "target"],
+      ["admin", "policy", "attach", "target"],
+    ]);
+    expect(result.calls[4].stdin).toBe(`mlflow-artifacts ${secret}`);
+    expect(result.calls.flatMap((c) => c.argv).join(" ")).not.toContain(secret);
+    expect(result.output).not.toContain(secret);
+    const policy = JSON.parse(result.policy!);
+    expect(policy.Statement.flatMap((s: { Resource: string[] }) => s.Resource).sort()).toEqual(["arn:aws:s3:::mlflow-artifacts", "arn:aws:s3:::mlflow-artifacts/*"]);
+    expect(result.output).toMatch(/user mlflow-artifacts may use s3:\/\/mlflow-artifacts and nothing else/);
+    const again = run({ ...env, MLFLOW_S3_ACCESS_KEY: "mlflow-artifacts", MLFLOW_S3_SECRET_KEY: secret, FAKE_MC_USER_INFO: "AccessKey: mlflow-artifacts\nPolicyName: mlflow-bucket\n" });
+    expect(again.status, again.output).toBe(0);
+    expect(again.calls.some((c) => c.argv.slice(0, 3).join(" ") === "admin policy attach")).toBe(false);
+    // Without them: no user, as before.
+    expect(run(env).calls.some((c) => c.argv[0] === "admin")).toBe(false);
+  });
+
   it.each([
+    [{ MLFLOW_S3_ACCESS_KEY: "mlflow-artifacts" }, /set both MLFLOW_S3_ACCESS_KEY and MLFLOW_S3_SECRET_KEY/],
+    [{ MLFLOW_S3_SECRET_KEY: "0123456789abcdef" }, /set both MLFLOW_S3_ACCESS_KEY and MLFLOW_S3_SECRET_KEY/],
+    [{ MLFLOW_S3_ACCESS_KEY: "m", MLFLOW_S3_SECRET_KEY: "short" }, /MLFLOW_S3_SECRET_KEY must be 8 to 40 characters/],
     [{ MINIO_ROOT_PASSWORD: "" }, /MINIO_ROOT_PASSWORD is not set .* set MINIO_ROOT_PASSWORD/],
     [{ MINIO_ROOT_PASSWORD_FILE: "/x" }, /both MINIO_ROOT_PASSWORD and MINIO_ROOT_PASSWORD_FILE are set/],
     [{ MLFLOW_BUCKET: "My_Bucket" }, /MLFLOW_BUCKET must be an S3 bucket name/],
