@@ -292,13 +292,14 @@ describe("policy holds for every combination users run", () => {
     for (const doc of [local(), prod()]) expect(tmpfsTargets(doc.services.proxy).filter((t: string) => "/run/secrets".startsWith(t))).toEqual([]);
   });
 
-  it("production caps CPU (at most 2 per service, for a 2-CPU server) and memory; pids limits come from compose.yml", () => {
+  it("production caps CPU (at most 2 per service, for a 2-CPU server) and memory, next to compose.yml's pids limits", () => {
     const doc = prod();
     for (const name of ["db", "minio", "createbuckets", "mlflow", "proxy"]) {
       const cpus = Number(doc.services[name].deploy?.resources?.limits?.cpus);
       expect(cpus, name).toBeGreaterThan(0);
       expect(cpus, name).toBeLessThanOrEqual(2);
-      expect(doc.services[name].pids_limit, name).toBeGreaterThan(0);
+      expect(doc.services[name].deploy?.resources?.limits?.pids, name).toBeGreaterThan(0);
+      expect(doc.services[name].pids_limit, name).toBeUndefined();
     }
   });
 
@@ -607,12 +608,16 @@ describe("each policy check catches the mistake it is for", () => {
     expect(checkHardening(mutate(local(), (d) => d.services.mlflow.cap_add.push("SYS_ADMIN")))).toEqual(["mlflow: cap_add SYS_ADMIN is not one it needs"]);
     expect(checkHardening(mutate(local(), (d) => (d.services.createbuckets.cap_add = ["NET_RAW"])))).toHaveLength(1);
     expect(checkHardening(mutate(local(), (d) => delete d.services.proxy.security_opt))).toEqual(["proxy: no security_opt no-new-privileges:true"]);
-    expect(checkHardening(mutate(local(), (d) => delete d.services.db.pids_limit))).toEqual(["db: no pids limit"]);
+    expect(checkHardening(mutate(local(), (d) => delete d.services.db.deploy.resources.limits.pids))).toEqual(["db: no pids limit"]);
+    // pids_limit next to production's deploy limits: Compose refuses to start ("can't set distinct values").
+    expect(checkHardening(mutate(prod(), (d) => (d.services.db.pids_limit = 256, delete d.services.db.deploy.resources.limits.pids)))).toEqual([
+      "db: pids_limit next to deploy.resources.limits (Compose refuses it): put pids in deploy.resources.limits",
+    ]);
     expect(checkHardening(mutate(local(), (d) => delete d.services.db.read_only))).toHaveLength(1);
-    // A pids limit in deploy.resources.limits counts too.
+    // pids_limit alone (no deploy limits) counts too.
     expect(checkHardening(mutate(local(), (d) => {
-      delete d.services.db.pids_limit;
-      d.services.db.deploy = { resources: { limits: { pids: 100 } } };
+      delete d.services.db.deploy;
+      d.services.db.pids_limit = 100;
     }))).toEqual([]);
   });
 

@@ -683,8 +683,14 @@ export function checkHardening(doc: ComposeDoc, allowedCaps = ALLOWED_CAPS, writ
     if (!(service.security_opt ?? []).some((o: string) => /^no-new-privileges(:true|=true)?$/.test(String(o)))) {
       out.push(`${name}: no security_opt no-new-privileges:true`);
     }
-    const pids = Number(service.pids_limit ?? service.deploy?.resources?.limits?.pids);
+    const limits = service.deploy?.resources?.limits;
+    const pids = Number(limits?.pids ?? service.pids_limit);
     if (!(pids > 0)) out.push(`${name}: no pids limit`);
+    // Compose (2.26 seen in the stack test) refuses pids_limit next to deploy.resources.limits unless their pids agree:
+    // "can't set distinct values on 'pids_limit' and 'deploy.resources.limits.pids'". compose.prod.yml adds limits.
+    if (service.pids_limit !== undefined && limits && Number(limits.pids ?? 0) !== Number(service.pids_limit)) {
+      out.push(`${name}: pids_limit next to deploy.resources.limits (Compose refuses it): put pids in deploy.resources.limits`);
+    }
     if (service.read_only !== true && !(name in writable)) out.push(`${name}: root filesystem is writable (read_only: true, tmpfs for what it writes)`);
   }
   return out;
