@@ -12,6 +12,8 @@ export const SECRET_FILES = {
   postgres: "secrets/postgres_password",
   minio: "secrets/minio_root_password",
   caddyUsers: "secrets/proxy_users.caddy",
+  /** Rebuilt from caddyUsers on every run (scripts/lib/caddy-user-guard.ts); never edited by hand. */
+  caddyGuard: "secrets/proxy_users.caddy_guard",
   nginxUsers: "secrets/proxy_users.htpasswd",
   proxyPassword: (user: string) => `secrets/proxy_password.${user}`,
 } as const;
