@@ -22,7 +22,8 @@ Options:
   --upload-mib <n>     upload size in MiB (default 2048)
   --costs <list>       bcrypt costs to time through Caddy, comma-separated (default 4,10,11; "none" to skip)
   --no-schemes         skip the nginx hash scheme comparison
-  --burst-rounds <n>   bursts of 200 per proxy and scenario, samples pooled (default 5)
+  --burst-rounds <n>   bursts per proxy and scenario, samples pooled (default 5)
+  --burst-requests <n> requests per burst (default 200, what the targets are for; the CPU goal scales with it)
   --no-costly-bursts   skip the burst that is expensive by design (40 wrong passwords of a chosen-password user at
                        bcrypt 11: several CPU-seconds on Caddy)
   --strict             exit with status 1 when a goal is missed
@@ -45,6 +46,7 @@ await runCli(SCRIPT, async () => {
     "no-schemes": { type: "boolean" },
     "no-costly-bursts": { type: "boolean" },
     "burst-rounds": { type: "string" },
+    "burst-requests": { type: "string" },
     strict: { type: "boolean" },
     json: { type: "boolean" },
   });
@@ -69,6 +71,7 @@ await runCli(SCRIPT, async () => {
     schemes: !values["no-schemes"],
     costlyBursts: !values["no-costly-bursts"],
     burstRounds: Math.round(positive("burst-rounds", values["burst-rounds"], 5)),
+    burstRequests: Math.round(positive("burst-requests", values["burst-requests"], 200)),
     progress: (line) => process.stderr.write(`${SCRIPT}: ${line}\n`),
   });
   if (values.json) console.log(JSON.stringify(result, null, 2));

@@ -72,8 +72,15 @@ export interface BurstResult {
   requests: number;
   parallel: number;
   rounds: number;
-  /** CPU seconds the proxy's processes used from a burst's start to its last answer (mean per burst). */
+  /**
+   * CPU seconds the burst cost the proxy's processes (mean per burst): what they used from its start to its last
+   * answer, less the valid client's share (its requests meanwhile x the CPU per valid request measured idle just
+   * before). A niced attacker on a loaded machine makes a burst last seconds, and the valid client's thousands of
+   * proxied requests would otherwise count as the attacker's.
+   */
   proxyCpuSeconds: number;
+  /** The same, valid client's requests included (what /proc says, unadjusted). */
+  proxyCpuSecondsWithValid: number;
   /** Seconds per burst (mean). */
   seconds: number;
   idleP99Ms: number;
@@ -152,7 +159,7 @@ function attack(url: string, kind: AttackKind, requests: number, parallel: numbe
 /**
  * A valid client (one keep-alive connection, sequential requests, as an MLflow client does) is timed idle, then
  * while `rounds` bursts of `requests` distinct wrong passwords arrive `parallel` at a time (each round one burst, so a
- * p99 rests on enough samples). CPU is per burst: the mean over the rounds.
+ * p99 rests on enough samples). CPU is per burst: the mean over the rounds (see BurstResult.proxyCpuSeconds).
  */
 export async function wrongPasswordBurst(proxy: RunningProxy, options: BurstOptions): Promise<BurstResult> {
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
@@ -168,11 +175,16 @@ export async function wrongPasswordBurst(proxy: RunningProxy, options: BurstOpti
     const idle: number[] = [];
     const during: number[] = [];
     let cpu = 0;
+    let cpuWithValid = 0;
     let seconds = 0;
     let loadAverage: number | undefined;
     for (let round = 0; round < options.rounds; round++) {
       // Idle samples right before each burst: the machine's other load drifts, so compare neighbours in time.
-      for (let i = 0; i < Math.ceil(options.idleSamples / options.rounds); i++) idle.push(await validRequest());
+      const idleCpuBefore = cpuSeconds(proxy.pids());
+      const idleCount = Math.ceil(options.idleSamples / options.rounds);
+      for (let i = 0; i < idleCount; i++) idle.push(await validRequest());
+      const cpuPerValid = (cpuSeconds(proxy.pids()) - idleCpuBefore) / idleCount;
+      const duringBefore = during.length;
       let bursting = true;
       const validLoop = (async () => {
         while (bursting) during.push(await validRequest());
@@ -182,7 +194,10 @@ export async function wrongPasswordBurst(proxy: RunningProxy, options: BurstOpti
       loadAverage ??= loadavg()[0];
       unexpected += await attack(proxy.url, options.attack, options.requests, options.parallel);
       seconds += (performance.now() - started) / 1000;
-      cpu += cpuSeconds(proxy.pids()) - cpuBefore;
+      const used = cpuSeconds(proxy.pids()) - cpuBefore;
+      const validShare = (during.length - duringBefore) * cpuPerValid;
+      cpuWithValid += used;
+      cpu += Math.max(0, used - validShare);
       bursting = false;
       await validLoop;
     }
@@ -191,6 +206,7 @@ export async function wrongPasswordBurst(proxy: RunningProxy, options: BurstOpti
       parallel: options.parallel,
       rounds: options.rounds,
       proxyCpuSeconds: cpu / options.rounds,
+      proxyCpuSecondsWithValid: cpuWithValid / options.rounds,
       seconds: seconds / options.rounds,
       idleP99Ms: percentile(idle, 99),
       burstP99Ms: percentile(during, 99),
