@@ -112,6 +112,9 @@ caddy_guard_file() {
 			A = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 			for (i = 32; i < 127; i++) ord[sprintf("%c", i)] = i
 			split("0 26 52 62 63", S, " "); split("25 51 61 62 63", E, " ")
+			# Powers of two without the power operator: busybox awk built without math support (as Debian builds it) lacks it.
+			p2[0] = 1
+			for (i = 1; i <= 16; i++) p2[i] = p2[i - 1] * 2
 		}
 		# The class of base64 characters with values lo..hi, as ranges within the runs A-Z, a-z, 0-9, +, /.
 		function cls(lo, hi,   out, k, f, t) {
@@ -130,11 +133,11 @@ caddy_guard_file() {
 				c = substr(s, i, 1)
 				if (!(c in ord)) { bad = user; return "" }
 				acc = acc * 256 + ord[c]; bits += 8
-				while (bits >= 6) { bits -= 6; v = int(acc / 2 ^ bits); out = out substr(A, v + 1, 1); acc -= v * 2 ^ bits }
+				while (bits >= 6) { bits -= 6; v = int(acc / p2[bits]); out = out substr(A, v + 1, 1); acc -= v * p2[bits] }
 			}
 			if (bits == 0) return out
-			lo = acc * 2 ^ (6 - bits)
-			return out cls(lo, lo + 2 ^ (6 - bits) - 1)
+			lo = acc * p2[6 - bits]
+			return out cls(lo, lo + p2[6 - bits] - 1)
 		}
 		{ sub(/^[ \t]+/, "") }
 		$0 == "" || /^#/ { next }

@@ -3,7 +3,7 @@
 // start), or the Compose users file when present; $PORT; and the password in no process argument, no log line, no
 // file others can read, and not in Caddy's environment.
 import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { requireBinary } from "./support/binaries.ts";
@@ -16,6 +16,8 @@ import { makeTempDir } from "./support/tmp.ts";
 
 const caddy = requireBinary("caddy", "caddy");
 const shellcheck = requireBinary("shellcheck", "shellcheck");
+// The caddy image's sh, awk and mktemp are busybox's: the guard and the cost are computed with them too.
+const busybox = requireBinary("busybox", "busybox-static");
 
 const USER = "mlflow-admin";
 // Shell and URL metacharacters: a quoting mistake anywhere would show.
@@ -173,6 +175,31 @@ describe("caddy/docker-entrypoint.sh: guard and cost without a caddy (sh and awk
       const bad = runEntrypoint({ CADDY_USERS_FILE: join(dir.dir, "users") }, "true");
       expect(bad.status).toBe(1);
       expect(bad.stderr).toMatch(/error: cannot build the user guard/);
+    } finally {
+      dir.cleanup();
+    }
+  });
+
+  it.skipIf(!busybox)("builds the same guard and picks the same cost with busybox's sh, awk and mktemp only", () => {
+    const dir = makeTempDir("proxy-busybox");
+    try {
+      const bin = join(dir.dir, "bin");
+      mkdirSync(bin);
+      for (const applet of ["sh", "awk", "mktemp", "cat", "grep"]) symlinkSync(busybox!, join(bin, applet));
+      const users = "mlflow $2a$14$x\n  alice  $2b$04$y\nab h\na h\nuser@example.com h\nml.flow-2 h\n";
+      writeFileSync(join(dir.dir, "users"), users);
+      mkdirSync(join(dir.dir, "tmp"));
+      const env = { PATH: bin, TMPDIR: join(dir.dir, "tmp"), CADDY_SECRETS_DIR: join(dir.dir, "none") };
+      const guard = spawnSync(join(bin, "sh"), [PROXY_ENTRYPOINT, "sh", "-c", 'cat "$CADDY_GUARD_FILE"'], { env: { ...env, CADDY_USERS_FILE: join(dir.dir, "users") }, encoding: "utf8" });
+      expect(guard.status, guard.stderr).toBe(0);
+      expect(guard.stdout).toBe(caddyGuardFile(users));
+      // The cost decision alone (no caddy here): the entrypoint's function, sourced without its last line (main).
+      const library = join(dir.dir, "entrypoint-functions.sh");
+      writeFileSync(library, readFileSync(PROXY_ENTRYPOINT, "utf8").replace(/\nmain "\$@"\n$/, "\n"));
+      for (const [password, cost] of [["k7Hq2mZp9XwL4vRt8NcB3yFd", "4"], ["Summer2024!Summer2024!Summer", "12"]]) {
+        const result = spawnSync(join(bin, "sh"), ["-c", `. "${library}"; printf '%s' "$PW" | bcrypt_cost_for_password`], { env: { ...env, PW: password }, encoding: "utf8" });
+        expect(result.stdout.trim(), password).toBe(cost);
+      }
     } finally {
       dir.cleanup();
     }
