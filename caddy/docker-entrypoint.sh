@@ -12,6 +12,12 @@
 #     stdin; printf is a shell builtin), so it is never an argument of any process and never logged. The hash goes to
 #     a new 0600 file in a 0700 directory of the user Caddy runs as, and AUTH_PASSWORD is removed from Caddy's
 #     environment.
+#   The bcrypt cost follows the password: 4 when it looks generated (>= 24 characters, >= 12 distinct ones, >= 2 of
+#   lower case/upper case/digits/other), else 12, with `caddy hash-password --bcrypt-cost` (caddy 2.8+,
+#   modules/caddyhttp/caddyauth/command.go). Caddy 2.6 has no such flag and always hashes at cost 14.
+# User guard: CADDY_GUARD_FILE as given, else built here from the users file in use (the file `npm run bootstrap`
+#   writes as secrets/proxy_users.caddy_guard, byte for byte: scripts/lib/caddy-user-guard.ts). It lets only requests
+#   that name a known user reach basicauth, which would check any other name against a cost-14 dummy hash.
 # Listening: CADDY_SITE_ADDRESS as given, else ":$PORT" when the platform sets PORT, else the Caddyfile's ":80".
 # An address without a host name serves plain HTTP with no certificate: right where the platform terminates TLS.
 # MLFLOW_UPSTREAM (host:port of MLflow) and the other Caddyfile variables pass through unchanged.
@@ -51,10 +57,17 @@ users_from_environment() {
 	esac
 	[ "${#AUTH_PASSWORD}" -ge "$MIN_PASSWORD_LENGTH" ] || die "AUTH_PASSWORD is shorter than $MIN_PASSWORD_LENGTH characters: set a longer one"
 
-	users_dir="$(umask 077 && mktemp -d "${TMPDIR:-/tmp}/caddy-users.XXXXXX")"
+	users_dir="$(private_dir)"
+	cost="$(printf '%s' "$AUTH_PASSWORD" | bcrypt_cost_for_password)"
 	# caddy hash-password reads one line from stdin when --plaintext is absent and drops its newline (caddy 2.6 and
 	# 2.11: modules/caddyhttp/caddyauth/command.go, ReadBytes('\n')); 2.6 fails without the newline.
-	hash="$(printf '%s\n' "$AUTH_PASSWORD" | caddy hash-password 2>/dev/null)" || die "caddy hash-password failed"
+	if caddy hash-password --help 2>&1 | grep -q -e '--bcrypt-cost'; then
+		hash="$(printf '%s\n' "$AUTH_PASSWORD" | caddy hash-password --bcrypt-cost "$cost" 2>/dev/null)" || die "caddy hash-password failed"
+		cost_note="bcrypt cost $cost"
+	else
+		hash="$(printf '%s\n' "$AUTH_PASSWORD" | caddy hash-password 2>/dev/null)" || die "caddy hash-password failed"
+		cost_note="bcrypt cost 14: this caddy has no --bcrypt-cost"
+	fi
 	case "$hash" in
 	\$2*) ;;
 	*) die "caddy hash-password did not print a bcrypt hash" ;;
@@ -62,7 +75,98 @@ users_from_environment() {
 	(umask 077 && printf '%s %s\n' "$AUTH_USERNAME" "$hash" >"$users_dir/users")
 	export CADDY_USERS_FILE="$users_dir/users"
 	unset AUTH_PASSWORD hash
-	log "user $AUTH_USERNAME from AUTH_USERNAME/AUTH_PASSWORD (bcrypt-hashed at start into $CADDY_USERS_FILE)"
+	log "user $AUTH_USERNAME from AUTH_USERNAME/AUTH_PASSWORD (hashed at start into $CADDY_USERS_FILE, $cost_note)"
+}
+
+# A new 0700 directory for files only Caddy's user may read.
+private_dir() {
+	(umask 077 && mktemp -d "${TMPDIR:-/tmp}/caddy-users.XXXXXX")
+}
+
+# The bcrypt cost for the password on stdin: 4 when it looks generated (a random 24+ character string from a
+# generator or ${{secret(32)}}: brute force is hopeless whatever the cost, and a wrong password stays cheap for the
+# proxy), else 12 (scripts/lib/password-hashes.ts: chosen passwords).
+bcrypt_cost_for_password() {
+	LC_ALL=C awk '
+		{ text = text (NR > 1 ? "\n" : "") $0 }
+		END {
+			n = length(text)
+			for (i = 1; i <= n; i++) {
+				c = substr(text, i, 1)
+				if (!(c in seen)) { seen[c] = 1; distinct++ }
+				if (c ~ /[a-z]/) lower = 1
+				else if (c ~ /[A-Z]/) upper = 1
+				else if (c ~ /[0-9]/) digit = 1
+				else other = 1
+			}
+			print (n >= 24 && distinct >= 12 && lower + upper + digit + other >= 2) ? 4 : 12
+		}'
+}
+
+# The guard file for the users file $1, exactly as scripts/lib/caddy-user-guard.ts writes it: a matcher for every
+# request whose Authorization is not "Basic " + the base64 of "<known user>:..." (see there for the why and how).
+# User names must be printable ASCII without ":" (bootstrap and AUTH_USERNAME allow less).
+caddy_guard_file() {
+	LC_ALL=C awk '
+		BEGIN {
+			A = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+			for (i = 32; i < 127; i++) ord[sprintf("%c", i)] = i
+			split("0 26 52 62 63", S, " "); split("25 51 61 62 63", E, " ")
+			# Powers of two without the power operator: busybox awk built without math support (as Debian builds it) lacks it.
+			p2[0] = 1
+			for (i = 1; i <= 16; i++) p2[i] = p2[i - 1] * 2
+		}
+		# The class of base64 characters with values lo..hi, as ranges within the runs A-Z, a-z, 0-9, +, /.
+		function cls(lo, hi,   out, k, f, t) {
+			out = ""
+			for (k = 1; k <= 5; k++) {
+				f = lo > S[k] + 0 ? lo : S[k] + 0
+				t = hi < E[k] + 0 ? hi : E[k] + 0
+				if (f > t) continue
+				out = out (f == t ? substr(A, f + 1, 1) : substr(A, f + 1, 1) "-" substr(A, t + 1, 1))
+			}
+			return "[" out "]"
+		}
+		function prefix(user,   s, n, i, c, acc, bits, v, out, lo) {
+			s = user ":"; n = length(s); acc = 0; bits = 0; out = ""
+			for (i = 1; i <= n; i++) {
+				c = substr(s, i, 1)
+				if (!(c in ord)) { bad = user; return "" }
+				acc = acc * 256 + ord[c]; bits += 8
+				while (bits >= 6) { bits -= 6; v = int(acc / p2[bits]); out = out substr(A, v + 1, 1); acc -= v * p2[bits] }
+			}
+			if (bits == 0) return out
+			lo = acc * p2[6 - bits]
+			return out cls(lo, lo + p2[6 - bits] - 1)
+		}
+		{ sub(/^[ \t]+/, "") }
+		$0 == "" || /^#/ { next }
+		{
+			user = $1
+			if (index(user, ":") > 0) bad = user
+			if (user in done) next
+			done[user] = 1
+			alternatives = alternatives (alternatives == "" ? "" : "|") prefix(user)
+		}
+		END {
+			if (bad != "") { print "user name " bad " cannot be guarded (printable ASCII without \":\" only)" > "/dev/stderr"; exit 1 }
+			if (alternatives == "") { print "no users" > "/dev/stderr"; exit 1 }
+			print "# Written by npm run bootstrap (and caddy/docker-entrypoint.sh) from proxy_users.caddy: do not edit, it is rebuilt."
+			print "# Requests that do not name a known user get 401 before basicauth (scripts/lib/caddy-user-guard.ts)."
+			printf "@proxy_unknown_user expression `!{http.request.header.Authorization}.matches(\"^[Bb][Aa][Ss][Ii][Cc] (?:%s)[A-Za-z0-9+/]*=*$\")`\n", alternatives
+		}' "$1"
+}
+
+setup_guard() {
+	if [ -n "${CADDY_GUARD_FILE:-}" ]; then
+		[ -r "$CADDY_GUARD_FILE" ] || die "CADDY_GUARD_FILE: $CADDY_GUARD_FILE is not readable: unset it, and the guard is built from the users file"
+		log "user guard from $CADDY_GUARD_FILE"
+		return
+	fi
+	guard_dir="${users_dir:-$(private_dir)}"
+	(umask 077 && caddy_guard_file "$CADDY_USERS_FILE" >"$guard_dir/guard") || die "cannot build the user guard from $CADDY_USERS_FILE"
+	export CADDY_GUARD_FILE="$guard_dir/guard"
+	log "user guard built from $CADDY_USERS_FILE into $CADDY_GUARD_FILE"
 }
 
 setup_users() {
@@ -98,6 +202,7 @@ main() {
 	fi
 	setup_listener
 	setup_users
+	setup_guard
 	exec "$@"
 }
 

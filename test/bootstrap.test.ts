@@ -7,6 +7,7 @@ import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { caddyGuardFile } from "../scripts/lib/caddy-user-guard.ts";
 import { parseEnv } from "../scripts/lib/envfile.ts";
 import { bcryptCostFor } from "../scripts/lib/password-hashes.ts";
 import { estimateGuessesLog10 } from "../scripts/lib/passwords.ts";
@@ -16,7 +17,7 @@ import { makeTempDir } from "./support/tmp.ts";
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const TSX = join(ROOT, "node_modules", ".bin", "tsx");
 const CLI = join(ROOT, "scripts", "bootstrap.ts");
-const SECRET_NAMES = ["minio_root_password", "mlflow_s3_secret_key", "postgres_password", "proxy_password.mlflow", "proxy_users.caddy", "proxy_users.htpasswd"];
+const SECRET_NAMES = ["minio_root_password", "mlflow_s3_secret_key", "postgres_password", "proxy_password.mlflow", "proxy_users.caddy", "proxy_users.caddy_guard", "proxy_users.htpasswd"];
 
 interface Run {
   status: number | null;
@@ -270,6 +271,29 @@ describe("bootstrap: running again", () => {
     expectLoginWorks(dir, "mlflow", password);
   });
 
+  it("rebuilds the Caddy user guard from proxy_users.caddy on every run: created for an older install, repaired when edited", () => {
+    bootstrapped();
+    const guard = read(dir, "proxy_users.caddy_guard");
+    expect(guard).toBe(caddyGuardFile(read(dir, "proxy_users.caddy")));
+    expect(guard).toContain("bWxmbG93O[g-v]"); // base64 of "mlflow:" and the range of the next character
+    // An install from before the guard: it appears, and the user is told to recreate the proxy.
+    rmSync(join(dir, "secrets", "proxy_users.caddy_guard"));
+    let run = bootstrap(dir);
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/created +secrets\/proxy_users\.caddy_guard/);
+    expect(run.stdout).toContain("docker compose up -d");
+    expect(read(dir, "proxy_users.caddy_guard")).toBe(guard);
+    expect(statSync(join(dir, "secrets", "proxy_users.caddy_guard")).mode & 0o777).toBe(0o600);
+    // Edited by hand, or a user line added by hand: the next run makes it match the users file again.
+    writeFileSync(join(dir, "secrets", "proxy_users.caddy_guard"), "@proxy_unknown_user expression false\n");
+    writeFileSync(join(dir, "secrets", "proxy_users.caddy"), `${read(dir, "proxy_users.caddy")}bob $2b$04$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234\n`);
+    run = bootstrap(dir);
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/updated +secrets\/proxy_users\.caddy_guard/);
+    expect(read(dir, "proxy_users.caddy_guard")).toBe(caddyGuardFile(read(dir, "proxy_users.caddy")));
+    expect(read(dir, "proxy_users.caddy_guard")).toContain("Ym9iO[g-v]");
+  });
+
   it("recreates a deleted Postgres password but warns that an existing database still has the old one", () => {
     bootstrapped();
     const old = read(dir, "postgres_password");
@@ -298,7 +322,8 @@ describe("bootstrap: running again", () => {
     expect(run.status).toBe(0);
     const after = snapshot(dir);
     const changed = Object.keys({ ...before, ...after }).filter((key) => before[key] !== after[key]).sort();
-    expect(changed).toEqual(["secrets/proxy_password.alice", "secrets/proxy_users.caddy", "secrets/proxy_users.htpasswd"]);
+    expect(changed).toEqual(["secrets/proxy_password.alice", "secrets/proxy_users.caddy", "secrets/proxy_users.caddy_guard", "secrets/proxy_users.htpasswd"]);
+    expect(read(dir, "proxy_users.caddy_guard")).toBe(caddyGuardFile(read(dir, "proxy_users.caddy")));
     const oldCaddy = readFileSync(join(dir, "secrets", "proxy_users.caddy"), "utf8");
     expect(oldCaddy.startsWith(userLine(dir, "proxy_users.caddy", "mlflow")!)).toBe(true);
     expectLoginWorks(dir, "mlflow", read(dir, "proxy_password.mlflow"));
@@ -330,6 +355,7 @@ describe("bootstrap: running again", () => {
         expect(userLine(dir, "proxy_users.htpasswd", user), `${user} in proxy_users.htpasswd, round ${round}`).toBeDefined();
       }
       expect(read(dir, "proxy_users.caddy").trimEnd().split("\n")).toHaveLength(everyone.length);
+      expect(read(dir, "proxy_users.caddy_guard"), `guard, round ${round}`).toBe(caddyGuardFile(read(dir, "proxy_users.caddy")));
       expect(read(dir, "proxy_users.htpasswd").trimEnd().split("\n")).toHaveLength(everyone.length);
     }
     for (const user of ["mlflow", "r0u0", "r2u7"]) expectLoginWorks(dir, user, read(dir, `proxy_password.${user}`));
@@ -524,7 +550,8 @@ describe("bootstrap: interrupted or blocked", () => {
     child.kill("SIGKILL");
     await exited;
 
-    const complete = (name: string) => (name.startsWith("proxy_users.") ? /^mlflow[ :]\S+\n$/ : /^[A-Za-z0-9_-]{40}$/);
+    const complete = (name: string) =>
+      name === "proxy_users.caddy_guard" ? /^# Written by npm run bootstrap[^]*\n@proxy_unknown_user expression `.*`\n$/ : name.startsWith("proxy_users.") ? /^mlflow[ :]\S+\n$/ : /^[A-Za-z0-9_-]{40}$/;
     const left = readdirSync(join(dir, "secrets")).filter((name) => !name.includes(".tmp-"));
     for (const name of left) expect(read(dir, name)).toMatch(complete(name));
     const kept = Object.fromEntries(left.filter((name) => !name.startsWith("proxy_users.")).map((name) => [name, read(dir, name)]));

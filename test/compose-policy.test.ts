@@ -370,6 +370,7 @@ describe("policy holds for every combination users run", () => {
       return proxyEnv[name] ?? match?.[1];
     };
     expect(proxy.secrets.map(secretTarget)).toContain(placeholder("CADDY_USERS_FILE"));
+    expect(proxy.secrets.map(secretTarget)).toContain(placeholder("CADDY_GUARD_FILE"));
     expect(placeholder("MLFLOW_UPSTREAM")).toBe("mlflow:5000");
     expect(proxy.volumes).toContain("./caddy/Caddyfile:/etc/caddy/Caddyfile:ro");
     // The health check reads the admin API: it must stay on, at the address the check uses.

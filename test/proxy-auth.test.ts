@@ -16,6 +16,7 @@ import {
   zeroStream,
 } from "./support/proxies.ts";
 import { startUpstream, type Upstream } from "./support/upstream.ts";
+import { cpuSeconds } from "../scripts/lib/bench-burst.ts";
 
 const hasCaddy = Boolean(requireBinary("caddy", "caddy"));
 const hasNginx = Boolean(requireBinary("nginx", "nginx-light") && requireBinary("envsubst", "gettext-base"));
@@ -95,6 +96,57 @@ describe.each(flavours)("$name proxy", ({ name, available, start }) => {
       expectSecurityHeaders(response);
     }
     expect(upstream.requests).toEqual([]);
+  });
+
+  it.skipIf(!available)("answers every other shape of bad credentials exactly like a wrong password", async () => {
+    const path = "/api/2.0/mlflow/experiments/search";
+    // Status, headers (all but Date, in order) and body: nothing tells the guard's 401 from basicauth's.
+    const shape = (response: HttpResponse) => ({
+      status: response.status,
+      headers: response.rawHeaders.filter(([key]) => key !== "date"),
+      body: response.body,
+    });
+    const reference = shape(await httpRequest(proxy.url, path, { headers: { authorization: basicAuth(USER, "not-the-password") } }));
+    expect(reference.status).toBe(401);
+    expect(reference.headers).toContainEqual(["www-authenticate", name === "caddy" ? 'Basic realm="restricted"' : 'Basic realm="MLflow"']);
+    const cases: Record<string, Record<string, string | string[]>> = {
+      "no header": {},
+      "empty header": { authorization: "" },
+      "scheme only": { authorization: "Basic" },
+      "unknown user": { authorization: basicAuth("mallory", PASSWORD) },
+      "a known user's name plus a character": { authorization: basicAuth(`${USER}x`, PASSWORD) },
+      "lower-case scheme, wrong password": { authorization: basicAuth(USER, "not-the-password").replace("Basic", "basic") },
+      "lower-case scheme, unknown user": { authorization: basicAuth("mallory", PASSWORD).replace("Basic", "basic") },
+    };
+    // nginx refuses a repeated Authorization header outright (400, "client sent duplicate header line").
+    const twoHeaders: Record<string, string[]> = {
+      "two headers, unknown user first": [basicAuth("mallory", PASSWORD), basicAuth(USER, "not-the-password")],
+      "two headers, known user first": [basicAuth(USER, "not-the-password"), basicAuth("mallory", PASSWORD)],
+    };
+    for (const [label, headers] of Object.entries(cases)) {
+      expect(shape(await httpRequest(proxy.url, path, { headers })), label).toEqual(reference);
+    }
+    for (const [label, authorization] of Object.entries(twoHeaders)) {
+      const response = await httpRequest(proxy.url, path, { headers: { Authorization: authorization } });
+      if (name === "caddy") expect(shape(response), label).toEqual(reference);
+      else expect(response.status, label).toBe(400);
+    }
+    // The right password with a lower-case scheme is still a login (Go and nginx compare the scheme without case).
+    const lower = await httpRequest(proxy.url, path, { headers: { authorization: basicAuth(USER, PASSWORD).replace("Basic", "basic") } });
+    expect(lower.status).toBe(200);
+    expect(upstream.requests).toHaveLength(1);
+  });
+
+  it.skipIf(!available || name !== "caddy")("answers unknown user names without a bcrypt (Caddy's dummy hash costs ~1 CPU-second each)", async () => {
+    const before = cpuSeconds(proxy.pids());
+    for (let i = 0; i < 5; i++) {
+      const response = await httpRequest(proxy.url, "/", { headers: { authorization: basicAuth(`nobody${i}`, `${PASSWORD}${i}`) } });
+      expect(response.status).toBe(401);
+    }
+    // Two Authorization headers cannot smuggle an unknown user past the guard (Go's BasicAuth reads the first).
+    const smuggled = await httpRequest(proxy.url, "/", { headers: { Authorization: [basicAuth("nobody", "x"), basicAuth(USER, PASSWORD)] } });
+    expect(smuggled.status).toBe(401);
+    expect(cpuSeconds(proxy.pids()) - before).toBeLessThan(0.5);
   });
 
   it.skipIf(!available)("proxies a request with the right credentials, Host unchanged, X-Forwarded-* added", async () => {

@@ -7,6 +7,7 @@ import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { requireBinary } from "./support/binaries.ts";
 import { freePort } from "./support/ports.ts";
+import { caddyGuardFile } from "../scripts/lib/caddy-user-guard.ts";
 import { CADDYFILE, caddyUsersFile, httpRequest, NGINX_TEMPLATE_DIR, renderNginxConfig, startCaddy } from "./support/proxies.ts";
 import { makeTempDir } from "./support/tmp.ts";
 
@@ -25,8 +26,11 @@ function tempDir(prefix: string): string {
 
 function caddyEnv(dir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const usersFile = join(dir, "users");
-  writeFileSync(usersFile, caddyUsersFile({ alice: "Xk3Lm8Qp2Wv7Zr4Tn9Bc5Hd6" }, 4), { mode: 0o600 });
-  return { PATH: process.env.PATH, HOME: dir, XDG_DATA_HOME: join(dir, "data"), XDG_CONFIG_HOME: join(dir, "config"), CADDY_USERS_FILE: usersFile, ...extra };
+  const users = caddyUsersFile({ alice: "Xk3Lm8Qp2Wv7Zr4Tn9Bc5Hd6" }, 4);
+  writeFileSync(usersFile, users, { mode: 0o600 });
+  const guardFile = join(dir, "guard");
+  writeFileSync(guardFile, caddyGuardFile(users), { mode: 0o600 });
+  return { PATH: process.env.PATH, HOME: dir, XDG_DATA_HOME: join(dir, "data"), XDG_CONFIG_HOME: join(dir, "config"), CADDY_USERS_FILE: usersFile, CADDY_GUARD_FILE: guardFile, ...extra };
 }
 
 async function caddyAdapt(env: NodeJS.ProcessEnv): Promise<any> {
@@ -50,6 +54,10 @@ describe.skipIf(!caddy)("caddy/Caddyfile", () => {
     delete env.CADDY_USERS_FILE;
     // The users file default is /run/secrets/proxy_users_caddy, which does not exist here: caddy must say so.
     await expect(run(caddy!, ["adapt", "--adapter", "caddyfile", "--config", CADDYFILE], { env })).rejects.toThrow(/\/run\/secrets\/proxy_users_caddy/);
+    // So is the guard's: /run/secrets/proxy_users_caddy_guard (compose.yml's secret proxy_users_caddy_guard).
+    const noGuard = caddyEnv(dir);
+    delete noGuard.CADDY_GUARD_FILE;
+    await expect(run(caddy!, ["adapt", "--adapter", "caddyfile", "--config", CADDYFILE], { env: noGuard })).rejects.toThrow(/\/run\/secrets\/proxy_users_caddy_guard/);
 
     const config = await caddyAdapt(caddyEnv(dir));
     expect(config.admin.listen).toBe("localhost:2019");
@@ -110,6 +118,20 @@ describe.skipIf(!caddy)("caddy/Caddyfile", () => {
     const dir = tempDir("caddy-empty-users");
     const env = caddyEnv(dir);
     writeFileSync(env.CADDY_USERS_FILE!, "");
+    await expect(run(caddy!, ["validate", "--adapter", "caddyfile", "--config", CADDYFILE], { env })).rejects.toThrow(/importing .*: EOF/);
+  });
+
+  it("fails to start on an empty guard file, and checks the guard before basicauth", async () => {
+    const dir = tempDir("caddy-guard");
+    const env = caddyEnv(dir);
+    const config = JSON.stringify((await caddyAdapt(env)).apps.http.servers.srv0);
+    const guard = config.indexOf("http.request.header.Authorization");
+    const error = config.indexOf('"handler":"error"');
+    const auth = config.indexOf('"handler":"authentication"');
+    expect(guard).toBeGreaterThan(0);
+    expect(error).toBeGreaterThan(guard);
+    expect(auth).toBeGreaterThan(error);
+    writeFileSync(env.CADDY_GUARD_FILE!, "");
     await expect(run(caddy!, ["validate", "--adapter", "caddyfile", "--config", CADDYFILE], { env })).rejects.toThrow(/importing .*: EOF/);
   });
 

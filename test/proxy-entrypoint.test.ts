@@ -3,17 +3,21 @@
 // start), or the Compose users file when present; $PORT; and the password in no process argument, no log line, no
 // file others can read, and not in Caddy's environment.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { requireBinary } from "./support/binaries.ts";
 import { startMlflowDouble, type MlflowDouble } from "./support/mlflow-double.ts";
 import { cmdline, descendantsOf, environOf, PROXY_ENTRYPOINT, startProxyEntrypoint, type Running } from "./support/paas.ts";
 import { basicAuth, caddyUsersFile, httpRequest } from "./support/proxies.ts";
+import { caddyGuardFile } from "../scripts/lib/caddy-user-guard.ts";
+import { cpuSeconds } from "../scripts/lib/bench-burst.ts";
 import { makeTempDir } from "./support/tmp.ts";
 
 const caddy = requireBinary("caddy", "caddy");
 const shellcheck = requireBinary("shellcheck", "shellcheck");
+// The caddy image's sh, awk and mktemp are busybox's: the guard and the cost are computed with them too.
+const busybox = requireBinary("busybox", "busybox-static");
 
 const USER = "mlflow-admin";
 // Shell and URL metacharacters: a quoting mistake anywhere would show.
@@ -91,7 +95,8 @@ describe.skipIf(!caddy)("caddy/docker-entrypoint.sh: the proxy from environment 
     expect([...seenCommandLines].some((line) => /caddy hash-password/.test(line))).toBe(true); // the sampler saw the hashing
     for (const line of seenCommandLines) expect(line).not.toContain(PASSWORD);
     const argvs = readFileSync(argvLog, "utf8").split("\n").filter(Boolean);
-    expect(argvs.map((a) => a.split("\0")[0])).toEqual(["hash-password", "run"]); // what the wrapper recorded
+    // What the wrapper recorded: `hash-password --help` (does this caddy know --bcrypt-cost?), the hashing, `run`.
+    expect(argvs.map((a) => a.split("\0").slice(0, 2).join(" "))).toEqual(["hash-password --help", expect.stringMatching(/^hash-password/), "run --config"]);
     expect(argvs.join("\n")).not.toContain(PASSWORD);
     expect(cmdline(proxy.proc.child.pid!)).not.toContain(PASSWORD);
   });
@@ -113,6 +118,118 @@ describe.skipIf(!caddy)("caddy/docker-entrypoint.sh: the proxy from environment 
     expect(readFileSync(usersFile, "utf8")).toMatch(new RegExp(`^${USER} \\$2a\\$\\d\\d\\$[./A-Za-z0-9]{53}\\n$`));
     expect(filesReadableByOthers(proxy.dir)).not.toContain(usersFile);
     for (const file of allFiles(proxy.dir)) expect(readFileSync(file, "utf8"), file).not.toContain(PASSWORD);
+  });
+
+  it("builds the user guard from the users file (0600): unknown user names get 401 without Caddy's cost-14 dummy hash", async () => {
+    const env = environOf(proxy.proc.child.pid!);
+    const guard = env.CADDY_GUARD_FILE;
+    expect(guard.startsWith(proxy.dir)).toBe(true);
+    expect(statSync(guard).mode & 0o777).toBe(0o600);
+    expect(readFileSync(guard, "utf8")).toBe(caddyGuardFile(readFileSync(env.CADDY_USERS_FILE, "utf8")));
+    const before = cpuSeconds([proxy.proc.child.pid!]);
+    for (let i = 0; i < 4; i++) {
+      const response = await httpRequest(proxy.url, "/", { headers: { authorization: basicAuth(`nobody${i}`, PASSWORD) } });
+      expect(response.status).toBe(401);
+      expect(response.headers["www-authenticate"]).toBe('Basic realm="restricted"');
+    }
+    expect(cpuSeconds([proxy.proc.child.pid!]) - before).toBeLessThan(0.5);
+  });
+
+  it("says which bcrypt cost the password got (Debian's caddy 2.6 cannot set one: 14)", () => {
+    const hash = readFileSync(environOf(proxy.proc.child.pid!).CADDY_USERS_FILE, "utf8").split(" ")[1];
+    const cost = Number(hash.split("$")[2]);
+    expect(proxy.output()).toMatch(new RegExp(`bcrypt cost ${cost}`));
+    if (/no --bcrypt-cost/.test(proxy.output())) expect(cost).toBe(14);
+    else expect(cost).toBe(4); // PASSWORD looks generated: 29 characters, 28 distinct, 4 classes
+  });
+});
+
+describe("caddy/docker-entrypoint.sh: guard and cost without a caddy (sh and awk only)", () => {
+  const runEntrypoint = (env: Record<string, string>, command: string, bin?: string) => {
+    const dir = makeTempDir("proxy-entrypoint-sh");
+    try {
+      mkdirSync(join(dir.dir, "tmp"));
+      return spawnSync("sh", [PROXY_ENTRYPOINT, "sh", "-c", command], {
+        env: { PATH: `${bin ? `${bin}:` : ""}${process.env.PATH}`, TMPDIR: join(dir.dir, "tmp"), CADDY_SECRETS_DIR: join(dir.dir, "none"), ...env },
+        encoding: "utf8",
+      });
+    } finally {
+      dir.cleanup();
+    }
+  };
+
+  it("writes the very guard file bootstrap writes, for any users file", () => {
+    const dir = makeTempDir("proxy-guard");
+    try {
+      const users = "mlflow $2a$14$x\n\n# comment\n  alice  $2b$04$y\nab h\na h\nuser@example.com h\nalice h\nZ.-_~ h\nml.flow-2 h\n";
+      writeFileSync(join(dir.dir, "users"), users);
+      const result = runEntrypoint({ CADDY_USERS_FILE: join(dir.dir, "users") }, 'cat "$CADDY_GUARD_FILE"');
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout).toBe(caddyGuardFile(users));
+      // An explicit CADDY_GUARD_FILE is used as given.
+      writeFileSync(join(dir.dir, "guard"), "@proxy_unknown_user expression true\n");
+      const given = runEntrypoint({ CADDY_USERS_FILE: join(dir.dir, "users"), CADDY_GUARD_FILE: join(dir.dir, "guard") }, 'cat "$CADDY_GUARD_FILE"');
+      expect(given.stdout).toBe("@proxy_unknown_user expression true\n");
+      // A name the guard cannot carry: one line, exit 1.
+      writeFileSync(join(dir.dir, "users"), "bad:name h\n");
+      const bad = runEntrypoint({ CADDY_USERS_FILE: join(dir.dir, "users") }, "true");
+      expect(bad.status).toBe(1);
+      expect(bad.stderr).toMatch(/error: cannot build the user guard/);
+    } finally {
+      dir.cleanup();
+    }
+  });
+
+  it.skipIf(!busybox)("builds the same guard and picks the same cost with busybox's sh, awk and mktemp only", () => {
+    const dir = makeTempDir("proxy-busybox");
+    try {
+      const bin = join(dir.dir, "bin");
+      mkdirSync(bin);
+      for (const applet of ["sh", "awk", "mktemp", "cat", "grep"]) symlinkSync(busybox!, join(bin, applet));
+      const users = "mlflow $2a$14$x\n  alice  $2b$04$y\nab h\na h\nuser@example.com h\nml.flow-2 h\n";
+      writeFileSync(join(dir.dir, "users"), users);
+      mkdirSync(join(dir.dir, "tmp"));
+      const env = { PATH: bin, TMPDIR: join(dir.dir, "tmp"), CADDY_SECRETS_DIR: join(dir.dir, "none") };
+      const guard = spawnSync(join(bin, "sh"), [PROXY_ENTRYPOINT, "sh", "-c", 'cat "$CADDY_GUARD_FILE"'], { env: { ...env, CADDY_USERS_FILE: join(dir.dir, "users") }, encoding: "utf8" });
+      expect(guard.status, guard.stderr).toBe(0);
+      expect(guard.stdout).toBe(caddyGuardFile(users));
+      // The cost decision alone (no caddy here): the entrypoint's function, sourced without its last line (main).
+      const library = join(dir.dir, "entrypoint-functions.sh");
+      writeFileSync(library, readFileSync(PROXY_ENTRYPOINT, "utf8").replace(/\nmain "\$@"\n$/, "\n"));
+      for (const [password, cost] of [["k7Hq2mZp9XwL4vRt8NcB3yFd", "4"], ["Summer2024!Summer2024!Summer", "12"]]) {
+        const result = spawnSync(join(bin, "sh"), ["-c", `. "${library}"; printf '%s' "$PW" | bcrypt_cost_for_password`], { env: { ...env, PW: password }, encoding: "utf8" });
+        expect(result.stdout.trim(), password).toBe(cost);
+      }
+    } finally {
+      dir.cleanup();
+    }
+  });
+
+  // A caddy 2.8+ stand-in for hash-password (Debian's 2.6 has no --bcrypt-cost): it records the cost it was asked for.
+  it.each([
+    ["Zq8$Lm'3\"Vx;&|*Kp`9 Rt\\Nw%40", 4], // openssl rand -base64 24 / ${{secret(32)}} style
+    ["k7Hq2mZp9XwL4vRt8NcB3yFd", 4],
+    ["a".repeat(30), 12], // long but one character
+    ["abcdefghijklmnopqrstuvwxyz", 12], // 26 distinct, one class
+    ["Summer2024!Summer2024!Summer", 12], // 9 distinct
+    ["Tr0ub4dor&3xyz", 12], // too short to be generated
+  ])("hashes %j at bcrypt cost %i", (password, cost) => {
+    const dir = makeTempDir("proxy-cost");
+    try {
+      const caddyStandIn = join(dir.dir, "caddy");
+      writeFileSync(
+        caddyStandIn,
+        '#!/bin/sh\nif [ "$2" = --help ]; then echo "  --bcrypt-cost int   Bcrypt hashing cost"; exit 0; fi\n[ "$2" = --bcrypt-cost ] || exit 3\ncat >/dev/null\nprintf \'$2a$%02d$%s\\n\' "$3" "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz0"\n',
+      );
+      chmodSync(caddyStandIn, 0o755);
+      const result = runEntrypoint({ AUTH_USERNAME: USER, AUTH_PASSWORD: password }, 'cat "$CADDY_USERS_FILE"', dir.dir);
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout).toMatch(new RegExp(`^${USER} \\$2a\\$${String(cost).padStart(2, "0")}\\$`));
+      expect(result.stderr).toContain(`bcrypt cost ${cost})`);
+      expect(result.stderr).not.toContain(password);
+    } finally {
+      dir.cleanup();
+    }
   });
 });
 

@@ -4,6 +4,7 @@
 import bcrypt from "bcryptjs";
 import { statSync } from "node:fs";
 import { join } from "node:path";
+import { caddyGuardFile } from "./caddy-user-guard.ts";
 import { UsageError, UserError } from "./cli.ts";
 import { missingKeys, parseEnv, setEnvValue } from "./envfile.ts";
 import { withFileLock } from "./file-lock.ts";
@@ -170,6 +171,7 @@ export function bootstrap(options: BootstrapOptions): BootstrapResult {
     writeMlflowS3Secret(plan, existing, report);
     const proxy = writeProxyPassword(plan, existing, report);
     writeUsersFiles(plan, proxy, report);
+    writeCaddyGuard(plan, report);
     if (report.files.some((file) => file.path === SECRET_FILES.postgres && file.action === "created")) {
       report.nextSteps.push("Start the stack: docker compose up -d --wait");
     }
@@ -215,7 +217,7 @@ function checkPathKinds(plan: Plan): void {
   if (exists(at("secrets")) && !isDirectory(at("secrets"))) {
     throw new UserError(`${at("secrets")} exists and is not a directory — move it away and run again`);
   }
-  for (const path of [SECRET_FILES.postgres, SECRET_FILES.minio, SECRET_FILES.mlflowS3, plan.passwordFile, ...USERS_FILES.map((file) => file.path)]) {
+  for (const path of [SECRET_FILES.postgres, SECRET_FILES.minio, SECRET_FILES.mlflowS3, plan.passwordFile, ...USERS_FILES.map((file) => file.path), SECRET_FILES.caddyGuard]) {
     if (exists(at(path)) && !statSync(at(path)).isFile()) throw new UserError(`${path} exists but is not a regular file — move it away and run again`);
   }
 }
@@ -375,6 +377,36 @@ function writeUsersFiles(plan: Plan, proxy: ProxyPassword, report: Report): void
   }
   if (changed && report.files.some((file) => file.path.startsWith("secrets/proxy_users") && file.action !== "created")) {
     report.nextSteps.push("If the stack is running, the proxy picks up the changed login with: docker compose restart proxy");
+  }
+}
+
+/**
+ * The Caddy user guard (caddy/Caddyfile imports it): rebuilt from proxy_users.caddy on every run, under the lock, so it
+ * always names exactly the users of that file, also for installs made before it existed. Written only when it changed.
+ */
+function writeCaddyGuard(plan: Plan, report: Report): void {
+  const path = SECRET_FILES.caddyGuard;
+  let content: string;
+  try {
+    content = caddyGuardFile(readIfExists(plan.at(SECRET_FILES.caddyUsers)) ?? "");
+  } catch (error) {
+    throw new UserError(`cannot build ${path} from ${SECRET_FILES.caddyUsers}: ${(error as Error).message} — fix or remove that line`);
+  }
+  const current = readIfExists(plan.at(path));
+  let action: FileAction;
+  if (current === content) {
+    if (tightenMode(plan.at(path))) report.warnings.push(`${path} was readable by others: its mode is now 0600`);
+    action = "kept";
+  } else if (current === undefined && createFileExclusive(plan.at(path), content, SECRET_FILE_MODE)) {
+    action = "created";
+  } else {
+    replaceFile(plan.at(path), content, SECRET_FILE_MODE);
+    action = "updated";
+  }
+  report.files.push({ path, action });
+  const usersFile = report.files.find((file) => file.path === SECRET_FILES.caddyUsers);
+  if (action === "created" && usersFile?.action === "kept") {
+    report.nextSteps.push(`The proxy reads the new ${path} (compose.yml secret proxy_users_caddy_guard): docker compose up -d`);
   }
 }
 

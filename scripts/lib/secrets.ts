@@ -14,6 +14,8 @@ export const SECRET_FILES = {
   /** MLflow's own S3 key, limited to its bucket (compose.yml's createbuckets makes the user). */
   mlflowS3: "secrets/mlflow_s3_secret_key",
   caddyUsers: "secrets/proxy_users.caddy",
+  /** Rebuilt from caddyUsers on every run (scripts/lib/caddy-user-guard.ts); never edited by hand. */
+  caddyGuard: "secrets/proxy_users.caddy_guard",
   nginxUsers: "secrets/proxy_users.htpasswd",
   proxyPassword: (user: string) => `secrets/proxy_password.${user}`,
 } as const;

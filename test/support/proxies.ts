@@ -9,6 +9,7 @@ import { userInfo } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { caddyGuardFile } from "../../scripts/lib/caddy-user-guard.ts";
 import { caddyHash, sshaHash } from "../../scripts/lib/password-hashes.ts";
 import { findBinary } from "./binaries.ts";
 import { freePort } from "./ports.ts";
@@ -84,13 +85,17 @@ function ownedTempDir(prefix: string) {
 }
 
 /** `adminAddress`: CADDY_ADMIN_ADDRESS (default 127.0.0.1 on a free port, so parallel instances never collide; "off" works). */
-export async function startCaddy(options: ProxyOptions & { adminAddress?: string }): Promise<RunningProxy> {
+/** `guardFile`: the content of CADDY_GUARD_FILE (default: the guard bootstrap builds from `usersFile`). */
+export async function startCaddy(options: ProxyOptions & { adminAddress?: string; guardFile?: string }): Promise<RunningProxy> {
   const caddy = need("caddy", "caddy");
   const port = options.port ?? (await freePort());
   const adminAddress = options.adminAddress ?? `127.0.0.1:${await freePort()}`;
   const { dir, cleanup } = ownedTempDir("caddy");
   const usersFile = join(dir, "proxy_users_caddy");
   writeFileSync(usersFile, options.usersFile, { mode: 0o600 });
+  // The user guard bootstrap writes next to the users file (secrets/proxy_users.caddy_guard), from the same users.
+  const guardFile = join(dir, "proxy_users_caddy_guard");
+  writeFileSync(guardFile, options.guardFile ?? caddyGuardFile(options.usersFile), { mode: 0o600 });
   const env = {
     PATH: process.env.PATH ?? "/usr/bin:/bin",
     HOME: dir,
@@ -100,6 +105,7 @@ export async function startCaddy(options: ProxyOptions & { adminAddress?: string
     CADDY_ADMIN_ADDRESS: adminAddress,
     MLFLOW_UPSTREAM: hostPort(options.upstream),
     CADDY_USERS_FILE: usersFile,
+    CADDY_GUARD_FILE: guardFile,
     PROXY_MAX_BODY_SIZE: options.maxBodySize ?? "0",
   };
   const proc = startProcess(caddy, ["run", "--config", CADDYFILE, "--adapter", "caddyfile"], { env, cwd: dir });
