@@ -1,5 +1,6 @@
 // npm run upgrade -- --to 3.19.0 [--dry-run] [--no-backup] [--backup-to DIR|s3://…] [--yes]
 // Upgrades the local stack's MLflow with a backup first and a rollback on failure; see scripts/lib/upgrade/upgrade.ts.
+import { pipeline } from "node:stream";
 import { confirm, parseCli, runCli, UsageError, UserError } from "./lib/cli.ts";
 import { docker } from "./lib/migrate/docker.ts";
 import { stackSettings } from "./lib/migrate/local-stack.ts";
@@ -74,12 +75,14 @@ async function main(): Promise<number> {
       return {
         where: `${result.where}/${result.name}`,
         restoreDatabase: async () => {
-          // The dump was written minutes ago; its checksum is still checked before it replaces the database.
-          const h = hashing();
-          for await (const _ of (await store.read(result.name, DUMP)).pipe(h)) void _;
-          if (h.result().sha256 !== result.manifest.database.sha256) throw new UserError(`the backup's database dump no longer matches its checksum`);
+          // The dump was written minutes ago; its checksum is checked while it streams, and the transaction commits
+          // only if it matched.
           progress.phase(`restoring the database from ${result.where}/${result.name}`);
-          await containerTools(dir, settings.user, settings.db).restore(await store.read(result.name, DUMP));
+          const h = hashing();
+          const input = pipeline(await store.read(result.name, DUMP), h, () => {});
+          await containerTools(dir, settings.user, settings.db).restore(input, async () => {
+            if (h.result().sha256 !== result.manifest.database.sha256) throw new UserError(`the backup's database dump no longer matches its checksum`);
+          });
         },
       };
     } finally {

@@ -84,6 +84,10 @@ describe.skipIf(!initdbPath)("backup and restore against PostgreSQL and S3", () 
     }
     return out;
   }
+  async function emptyBucket(bucket: string) {
+    const keys = [...(await bucketContents(bucket)).keys()];
+    if (keys.length) await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.map((Key) => ({ Key })) } }));
+  }
   const backupsIn = (dir: string) => (existsSync(dir) ? readdirSync(dir).sort() : []);
 
   it("round trip: backup, then restore into a fresh stack schema and an empty bucket gives back every row and byte", async () => {
@@ -236,6 +240,49 @@ describe.skipIf(!initdbPath)("backup and restore against PostgreSQL and S3", () 
     const missing = restore(join(tmp.dir, "no-such-backup"), "victim", "dst-bucket");
     expect(missing.status).toBe(1);
     expect(missing.stderr.trim().split("\n")).toEqual([expect.stringMatching(/^restore: .*no-such-backup has no manifest\.json/)]);
+  });
+
+  it("a part damaged inside (same size) is caught while it streams: the database is rolled back, the bad object removed", async () => {
+    const dest = join(tmp.dir, "damaged-inside");
+    const b = backup(dest);
+    expect(b.status, b.stderr).toBe(0);
+    const out = JSON.parse(b.stdout);
+    const dir = join(dest, out.name);
+    await createMlflowDatabase(server, "rolledback");
+    await server.query(`insert into experiments (experiment_id, name, artifact_location, lifecycle_stage) values (77, 'kept', 's3://x/77', 'active')`, [], "rolledback");
+    const before = await tableDigest("rolledback");
+    await emptyBucket("dst-bucket");
+
+    // The dump: one byte flipped near its end (the size check passes; pg_restore may or may not notice).
+    const dump = join(dir, "database.dump");
+    const original = readFileSync(dump);
+    const flipped = Buffer.from(original);
+    flipped[flipped.length - 20] ^= 0xff;
+    writeFileSync(dump, flipped);
+    let r = restore(dir, "rolledback", "dst-bucket", ["--replace"]);
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim().split("\n").at(-1)).toMatch(/^restore: the database dump in .* does not match the manifest \(\d+ bytes, sha256 .* the backup is damaged/);
+    expect(await tableDigest("rolledback")).toEqual(before);
+    writeFileSync(dump, original);
+
+    // An object: detected while it is uploaded; the database is not committed, the bad copy does not stay.
+    const item = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8")).objects.items.find((i: { size: number }) => i.size > 0);
+    const part = join(dir, item.file);
+    const bytes = readFileSync(part);
+    const bad = Buffer.from(bytes);
+    bad[bad.length - 1] ^= 1;
+    writeFileSync(part, bad);
+    await emptyBucket("dst-bucket");
+    r = restore(dir, "rolledback", "dst-bucket", ["--replace"]);
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim().split("\n").at(-1)).toMatch(/^restore: object .* does not match the manifest .* the backup is damaged/);
+    expect(await tableDigest("rolledback")).toEqual(before);
+    expect((await bucketContents("dst-bucket")).has(item.key)).toBe(false);
+    writeFileSync(part, bytes);
+    // and the same backup, repaired, restores (the run resumes over what the failed one put back)
+    r = restore(dir, "rolledback", "dst-bucket", ["--replace", "--json"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(await tableDigest("rolledback")).toEqual(await tableDigest("src"));
   });
 
   it("a backup from a newer MLflow is refused; one from an older MLflow restores and says db-upgrade is needed", async () => {
