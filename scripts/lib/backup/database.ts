@@ -19,6 +19,7 @@
 // with no separate checksum pass before the restore (psql -1: https://www.postgresql.org/docs/current/app-psql.html).
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import type pg from "pg";
@@ -211,4 +212,33 @@ export async function exportSnapshot(client: pg.Client): Promise<{ id: string; e
   await client.query("begin isolation level repeatable read read only");
   const id = (await client.query<{ s: string }>("select pg_export_snapshot() as s")).rows[0].s;
   return { id, end: async () => void (await client.query("commit")) };
+}
+
+/**
+ * The advisory lock that keeps two backups or restores of one database from running at once (two-int key, session
+ * level: held until the connection ends, also when the process is killed). The holder names itself in
+ * application_name, so a refused run can say who holds it (pg_locks joined with pg_stat_activity).
+ * https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS
+ */
+export const ADVISORY_LOCK = [0x6d6c66, 0x626b] as const; // "mlf", "bk"
+export const LOCK_APPLICATION = "mlflow-stack";
+
+export async function lockDatabase(client: pg.Client, what: "backup" | "restore", describe: string): Promise<void> {
+  await client.query("select set_config('application_name', $1, false)", [`${LOCK_APPLICATION} ${what} pid=${process.pid} host=${hostname()}`.slice(0, 63)]);
+  const got = await client.query<{ ok: boolean }>("select pg_try_advisory_lock($1, $2) as ok", [...ADVISORY_LOCK]);
+  if (got.rows[0].ok) return;
+  const r = await client.query<{ app: string; pid: number; since: Date | null; addr: string | null }>(
+    `select a.application_name as app, a.pid, a.backend_start as since, a.client_addr::text as addr
+       from pg_locks l join pg_stat_activity a on a.pid = l.pid
+      where l.locktype = 'advisory' and l.classid = $1::int::oid and l.objid = $2::int::oid and l.objsubid = 2 and l.granted`,
+    [...ADVISORY_LOCK],
+  );
+  const h = r.rows[0];
+  const m = h ? new RegExp(`^${LOCK_APPLICATION} (\\w+) pid=(\\d+) host=(.*)$`).exec(h.app) : null;
+  const who = m
+    ? `a ${m[1]} (pid ${m[2]} on host ${m[3]}, since ${h.since?.toISOString() ?? "?"})`
+    : h
+      ? `session ${h.pid} (${h.app || "no application_name"}${h.addr ? ` from ${h.addr}` : ""}, since ${h.since?.toISOString() ?? "?"})`
+      : "another session";
+  throw new UserError(`another backup or restore is running against ${describe}: ${who} holds its lock — wait for it to finish, then re-run; nothing was changed`);
 }

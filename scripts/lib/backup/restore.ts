@@ -10,7 +10,7 @@ import { pipeline } from "node:stream";
 import type pg from "pg";
 import { UserError } from "../cli.ts";
 import { readCatalog, userData } from "../migrate/target.ts";
-import { alembicRevision, checkToolVersion, rowCounts, serverVersion, type PgTools } from "./database.ts";
+import { alembicRevision, checkToolVersion, lockDatabase, rowCounts, serverVersion, type PgTools } from "./database.ts";
 import { parseManifest, type Manifest } from "./manifest.ts";
 import { checkPartSizes, damaged, deleteObjects, foreignObjects, listBucket, restoreObjects, type ObjectsProgress } from "./objects.ts";
 import { hashing, INCOMPLETE, MANIFEST, MANIFEST_SUM, type BackupStore } from "./store.ts";
@@ -30,6 +30,8 @@ export interface RestoreOptions {
   beforeWrite?: () => Promise<void>;
   onPhase?: (message: string) => void;
   onObjects?: ObjectsProgress;
+  /** the database, for messages ("the local stack" / a redacted URL) */
+  describe?: string;
 }
 
 export interface RestoreResult {
@@ -71,6 +73,23 @@ export function versionVerdict(manifest: Manifest, targetVersion: string | null,
 }
 
 export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
+  // Shared on the backup folder (a --keep of a concurrent backup must not delete this backup); the database's advisory
+  // lock for the whole restore, on a connection of its own.
+  const folderLock = o.store.lock?.("shared", "a restore");
+  try {
+    const lock = await o.connect();
+    try {
+      await lockDatabase(lock, "restore", o.describe ?? "the database");
+      return await restoreLocked(o);
+    } finally {
+      await lock.end().catch(() => {});
+    }
+  } finally {
+    folderLock?.release();
+  }
+}
+
+async function restoreLocked(o: RestoreOptions): Promise<RestoreResult> {
   const phase = o.onPhase ?? (() => {});
   const t0 = performance.now();
   const manifest = await readManifest(o.store, o.name);
