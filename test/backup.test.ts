@@ -397,7 +397,6 @@ describe.skipIf(!initdbPath)("backup and restore against PostgreSQL and S3", () 
       const r = restore(dir, "advisory", "dst-bucket", ["--replace"]);
       expect(r.status).toBe(1);
       expect(r.stderr.trim().split("\n")).toEqual([expect.stringMatching(/^restore: another backup or restore is running against .*: a backup \(pid 424242 on host elsewhere/)]);
-      expect(await tableDigest("advisory")).toEqual(await tableDigest("advisory")); // untouched (empty schema)
       expect((await server.query<{ n: number }>("select count(*)::int as n from runs", [], "advisory")).rows[0].n).toBe(0);
     } finally {
       await holder.end();
