@@ -3,7 +3,7 @@
 import { confirm, parseCli, runCli, UsageError } from "./lib/cli.ts";
 import { check, docker } from "./lib/migrate/docker.ts";
 import { stopMlflow } from "./lib/migrate/local-stack.ts";
-import { openEndpoints, source } from "./lib/backup/endpoints.ts";
+import { locationEndpoint, lockStack, openEndpoints, source } from "./lib/backup/endpoints.ts";
 import { formatRestoreSummary, progressPrinter } from "./lib/backup/report.ts";
 import { runRestore } from "./lib/backup/restore.ts";
 import { smokeStack } from "./lib/backup/smoke.ts";
@@ -13,14 +13,16 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 
 const HELP = `Usage: npm run restore -- --from BACKUP [options]
 
-Restores a backup made by npm run backup. Before anything is written it checks the manifest, the sha256 of every
-part, the PostgreSQL tools and the MLflow version (a backup from a NEWER MLflow is refused; one from an older MLflow
-is restored and then needs docker compose run --rm mlflow db-upgrade), and that the target holds no data. Then it
-restores the objects (resumable: run it again after an interruption), the database in one transaction, and compares
-row counts and object count/bytes with the manifest. Secrets are not in a backup: the target stack keeps its own.
+Restores a backup made by npm run backup. Before anything is written it checks the manifest (and its sha256), that
+every part is there with its size, the PostgreSQL tools and the MLflow version (a backup from a NEWER MLflow is
+refused; one from an older MLflow is restored and then needs docker compose run --rm mlflow db-upgrade), and that the
+target holds no data. Then it restores the objects (resumable: run it again after an interruption) and the database
+in one transaction, and compares row counts and object count/bytes with the manifest. Secrets are not in a backup:
+the target stack keeps its own.
 
   --from DIR|s3://BUCKET/PREFIX/NAME   the backup (a folder backups/<UTC time>, or its s3:// address)
-  --from-endpoint URL                  S3 endpoint of an s3:// backup (keys as for npm run backup --to s3://)
+  --from-endpoint URL                  S3 endpoint of an s3:// backup (keys as for npm run backup --to s3://);
+                                       without --db, --s3-endpoint URL says the same
   --replace                            overwrite a target that holds data: its database is replaced and bucket
                                        objects that are not in the backup are deleted
   --db URL                             restore into this PostgreSQL instead of the local stack (password from
@@ -36,7 +38,12 @@ row counts and object count/bytes with the manifest. Secrets are not in a backup
   -h, --help                           this text
 
 Without --db: the local stack of this directory (started). MLflow is stopped for the restore (asked first, unless
---yes) and started again afterwards, then npm run smoke's checks run through the proxy.`;
+--yes) and started again afterwards, then npm run smoke's checks run through the proxy.
+
+The objects and the database are restored at the same time; each part's sha256 is checked as it streams, and the
+database transaction commits only after every object is back and every checksum matched (a damaged backup leaves
+the database as it was). Locks as for npm run backup: the database's, the backup folder's (shared: a concurrent
+--keep cannot delete the backup being restored) and the stack's.`;
 
 const OPTIONS = {
   from: { type: "string" },
@@ -63,9 +70,16 @@ async function main(): Promise<number> {
   const interactive = process.stdin.isTTY && process.stderr.isTTY;
   if (!values.db && !values.yes && !interactive) throw new UsageError("not on a terminal: pass --yes to stop MLflow for the restore without asking");
   const progress = progressPrinter(process.stderr, "restore");
-  const from = source(values.from, values["from-endpoint"]);
+  const from = source(values.from, locationEndpoint(values, values.from, values["from-endpoint"], "--from-endpoint"));
   const d = docker(process.cwd());
-  const endpoints = await openEndpoints(values, process.cwd(), d, progress.phase);
+  const stackLock = values.db ? undefined : lockStack(process.cwd(), "a restore");
+  let endpoints;
+  try {
+    endpoints = await openEndpoints(values, process.cwd(), d, progress.phase);
+  } catch (error) {
+    stackLock?.release();
+    throw error;
+  }
   let restart: (() => Promise<void>) | undefined;
   // Ctrl-C or a kill: psql's transaction is rolled back when it dies; MLflow must not stay stopped. Objects already
   // put back stay: the same command resumes.
@@ -74,7 +88,10 @@ async function main(): Promise<number> {
     void (async () => {
       if (restart) await restart().catch(() => {});
       await endpoints.close();
-    })().finally(() => process.exit(130));
+    })().finally(() => {
+      stackLock?.release();
+      process.exit(130);
+    });
   };
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
@@ -112,6 +129,7 @@ async function main(): Promise<number> {
     if (restart) await restart().catch((e) => progress.phase(`could not start MLflow again: ${e instanceof Error ? e.message : e}`));
     await endpoints.close();
     from.close();
+    stackLock?.release();
   }
 }
 

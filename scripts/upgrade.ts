@@ -1,11 +1,12 @@
 // npm run upgrade -- --to 3.19.0 [--dry-run] [--no-backup] [--backup-to DIR|s3://…] [--yes]
 // Upgrades the local stack's MLflow with a backup first and a rollback on failure; see scripts/lib/upgrade/upgrade.ts.
+import { pipeline } from "node:stream";
 import { confirm, parseCli, runCli, UsageError, UserError } from "./lib/cli.ts";
 import { docker } from "./lib/migrate/docker.ts";
 import { stackSettings } from "./lib/migrate/local-stack.ts";
 import { runBackup } from "./lib/backup/backup.ts";
 import { containerTools } from "./lib/backup/database.ts";
-import { destination, envFile, openEndpoints } from "./lib/backup/endpoints.ts";
+import { destination, envFile, lockStack, openEndpoints, type Endpoints } from "./lib/backup/endpoints.ts";
 import { hashing, DUMP } from "./lib/backup/store.ts";
 import { progressPrinter } from "./lib/backup/report.ts";
 import { smokeStack } from "./lib/backup/smoke.ts";
@@ -27,7 +28,10 @@ database from that backup and starts the old MLflow again. A downgrade is refuse
   --no-backup         skip the backup (NOT recommended: a failed upgrade then cannot be rolled back)
   --yes               do not ask for confirmation
   --json              print the result as JSON on stdout (progress stays on stderr)
-  -h, --help          this text`;
+  -h, --help          this text
+
+Ctrl-C (or SIGTERM) stops it after the step under way, exit code 130: before the schema upgrade MLflow is started
+again as it was (nothing upgraded); after it, the rollback above runs first. A second Ctrl-C does not cut that short.`;
 
 const OPTIONS = {
   to: { type: "string" },
@@ -63,39 +67,66 @@ async function main(): Promise<number> {
     if (!(await confirm(`Upgrade MLflow ${from} -> ${values.to}? MLflow is down for a few minutes. [y/N] `))) throw new UserError("cancelled; nothing was changed");
   }
   const settings = stackSettings(dir);
+  const stackLock = lockStack(dir, "an upgrade");
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (controller.signal.aborted) return progress.phase(`${signal}: still putting the stack back as it was — please wait`);
+    progress.phase(`${signal}: stopping after the step under way; the stack is put back as it was`);
+    controller.abort(signal);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  let backupEndpoints: Endpoints | undefined;
   const dockerFor = (version: string) => docker(dir, "docker", { MLFLOW_VERSION: version });
 
   const backup = async () => {
     const dest = destination(values["backup-to"], undefined, dir);
     const endpoints = await openEndpoints({}, dir, dockerFor(from!), progress.phase);
+    backupEndpoints = endpoints;
     try {
       const result = await runBackup({ ...endpoints, store: dest.store, onPhase: progress.phase, onObjects: progress.objects });
       const { store } = dest;
       return {
         where: `${result.where}/${result.name}`,
         restoreDatabase: async () => {
-          // The dump was written minutes ago; its checksum is still checked before it replaces the database.
-          const h = hashing();
-          for await (const _ of (await store.read(result.name, DUMP)).pipe(h)) void _;
-          if (h.result().sha256 !== result.manifest.database.sha256) throw new UserError(`the backup's database dump no longer matches its checksum`);
+          // The dump was written minutes ago; its checksum is checked while it streams, and the transaction commits
+          // only if it matched.
           progress.phase(`restoring the database from ${result.where}/${result.name}`);
-          await containerTools(dir, settings.user, settings.db).restore(await store.read(result.name, DUMP));
+          const h = hashing();
+          const input = pipeline(await store.read(result.name, DUMP), h, () => {});
+          await containerTools(dir, settings.user, settings.db).restore(input, async () => {
+            if (h.result().sha256 !== result.manifest.database.sha256) throw new UserError(`the backup's database dump no longer matches its checksum`);
+          });
         },
       };
     } finally {
+      backupEndpoints = undefined;
       await endpoints.close();
     }
   };
 
-  const result = await runUpgrade({
-    dir,
-    from: from!,
-    to: values.to,
-    dockerFor,
-    backup: withBackup ? backup : undefined,
-    smoke: (version) => smokeStack(dir, version, (l) => process.stderr.write(l + "\n")),
-    onPhase: progress.phase,
-  });
+  let result;
+  try {
+    result = await runUpgrade({
+      dir,
+      from: from!,
+      to: values.to,
+      dockerFor,
+      backup: withBackup ? backup : undefined,
+      smoke: (version) => smokeStack(dir, version, (l) => process.stderr.write(l + "\n")),
+      onPhase: progress.phase,
+      signal: controller.signal,
+    });
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    stackLock.release();
+    if (controller.signal.aborted) {
+      // A backup cut short may still be running: stop its forwarder, and do not wait for it.
+      await (backupEndpoints as Endpoints | undefined)?.close().catch(() => {});
+      setTimeout(() => process.exit(), 200).unref();
+    }
+  }
   if (values.json) process.stdout.write(JSON.stringify(result, null, 2) + "\n");
   else
     process.stdout.write(

@@ -3,6 +3,7 @@
 // runs the real programs against that PostgreSQL, and the smoke checks go to the MLflow double.
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { installFakeDocker } from "./support/fake-docker.ts";
@@ -22,7 +23,7 @@ describe.skipIf(!initdbPath)("backup, restore and upgrade of the local stack (fa
   let double: MlflowDouble;
   let tmp: { dir: string; cleanup: () => void };
   beforeAll(async () => {
-    [server, s3server, double] = await Promise.all([startPostgres(), startS3Server({ buckets: ["mlflow-bucket"] }), startMlflowDouble({ basicAuth: LOGIN })]);
+    [server, s3server, double] = await Promise.all([startPostgres(), startS3Server({ buckets: ["mlflow-bucket", "offsite"] }), startMlflowDouble({ basicAuth: LOGIN })]);
     tmp = makeTempDir("backup-stack");
   });
   afterAll(async () => {
@@ -50,12 +51,13 @@ describe.skipIf(!initdbPath)("backup, restore and upgrade of the local stack (fa
     return { dir, fake };
   }
   /** The CLI as a child process; asynchronous, so the MLflow double in this process can answer the smoke checks. */
-  function cli(script: string, dir: string, path: string, args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  function cli(script: string, dir: string, path: string, args: string[], env: Record<string, string> = {}, onSpawn?: (pid: number) => void): Promise<{ status: number | null; stdout: string; stderr: string }> {
     const child = spawn(process.execPath, ["--import", TSX, join(ROOT, `scripts/${script}.ts`), ...args], {
       cwd: dir,
       env: { ...process.env, PATH: path, MLFLOW_TRACKING_URI: double.url, MLFLOW_TRACKING_USERNAME: LOGIN.username, MLFLOW_TRACKING_PASSWORD: LOGIN.password, ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
+    onSpawn?.(child.pid!);
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
@@ -164,5 +166,79 @@ describe.skipIf(!initdbPath)("backup, restore and upgrade of the local stack (fa
     expect(steps(fake.calls())).not.toContain("compose stop mlflow");
     expect(fake.state().services!.find((s) => s.Service === "mlflow")!.State).toBe("running");
     expect(readdirSync(dir)).not.toContain("backups");
+  });
+
+  /** Makes the fake docker send `signal` to the CLI (pid) at the first call containing `call`. */
+  const signalAt = (dir: string, call: string, signal = "SIGINT") => (pid: number) => {
+    const path = join(dir, "bin", "state.json");
+    writeFileSync(path, JSON.stringify({ ...JSON.parse(readFileSync(path, "utf8")), signalAt: { call, pid, signal } }));
+  };
+
+  it("upgrade Ctrl-C before the schema step: exit 130, MLflow started again as it was, nothing upgraded", async () => {
+    const { dir, fake } = await stack("upintbefore");
+    const envBefore = readFileSync(join(dir, ".env"), "utf8");
+    const r = await cli("upgrade", dir, fake.path, ["--to", "3.12.0", "--yes"], {}, signalAt(dir, "compose stop mlflow"));
+    expect(r.status, r.stderr).toBe(130);
+    expect(r.stderr).toMatch(/upgrade: SIGINT: stopping after the step under way/);
+    expect(r.stderr.trim().split("\n").at(-1)).toBe("upgrade: interrupted (SIGINT) while stopping MLflow, before the schema upgrade: nothing was upgraded; MLflow 3.11.2 runs again; .env is unchanged");
+    expect(steps(fake.calls())).not.toContain("compose run db-upgrade");
+    expect(fake.state().started).toEqual(["3.11.2"]);
+    expect(fake.state().services!.find((s) => s.Service === "mlflow")!.State).toBe("running");
+    expect(await revision("upintbefore")).toBe(HEAD);
+    expect(readFileSync(join(dir, ".env"), "utf8")).toBe(envBefore);
+    expect(existsSync(join(dir, ".backup.lock"))).toBe(false);
+  });
+
+  it("upgrade Ctrl-C (SIGTERM) during the schema step: exit 130 after the rollback (database from the backup, old image)", async () => {
+    const { dir, fake } = await stack("upintafter");
+    const runs = await count("upintafter", "runs");
+    const r = await cli("upgrade", dir, fake.path, ["--to", "3.12.0", "--yes"], {}, signalAt(dir, "db-upgrade", "SIGTERM"));
+    expect(r.status, r.stderr).toBe(130);
+    expect(r.stderr.trim().split("\n").at(-1)).toMatch(/^upgrade: upgrade to 3\.12\.0 failed at the schema upgrade \(db-upgrade\): interrupted \(SIGTERM\) — rolled back: the database is restored from .* and MLflow 3\.11\.2 runs again; \.env is unchanged$/);
+    expect(fake.state().upgradedWith).toEqual(["3.12.0"]); // the schema step did run...
+    expect(await revision("upintafter")).toBe(HEAD); // ...and was rolled back
+    expect(await count("upintafter", "runs")).toBe(runs);
+    expect(fake.state().started).toEqual(["3.11.2"]);
+    expect(readFileSync(join(dir, ".env"), "utf8")).toMatch(/MLFLOW_VERSION=3\.11\.2/);
+  });
+
+  it("one backup, restore or upgrade of a stack at a time: .backup.lock names the holder; a dead holder's lock is taken over", async () => {
+    const { dir, fake } = await stack("locked");
+    const lock = join(dir, ".backup.lock");
+    // held by a live process on this host (this test runner)
+    writeFileSync(lock, `${process.pid}\n${hostname()}\n2026-12-01T03:00:00.000Z\na backup\n`);
+    for (const [script, args] of [["backup", []], ["restore", ["--from", join(dir, "backups", "x"), "--yes"]], ["upgrade", ["--to", "3.12.0", "--yes"]]] as const) {
+      const r = await cli(script, dir, fake.path, [...args]);
+      expect(r.status, `${script}: ${r.stderr}`).toBe(1);
+      expect(r.stderr.trim().split("\n")).toEqual([`${script}: the stack in ${dir} is busy: a backup holds it (pid ${process.pid} on host ${hostname()}, since 2026-12-01T03:00:00.000Z) — wait for it to finish, or delete ${lock} if that run is gone`]);
+    }
+    expect(fake.calls()).toEqual([]);
+    // a holder that was killed: its pid is gone
+    const dead = Number(spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" }).stdout);
+    writeFileSync(lock, `${dead}\n${hostname()}\n2026-12-01T03:00:00.000Z\na backup\n`);
+    const b = await cli("backup", dir, fake.path, ["--json"]);
+    expect(b.status, b.stderr).toBe(0);
+    expect(existsSync(lock)).toBe(false);
+    expect(readFileSync(join(ROOT, ".gitignore"), "utf8")).toMatch(/^\.backup\.lock$/m);
+  });
+
+  it("the issue's command line: in local-stack mode --s3-endpoint names the endpoint of an s3:// destination", async () => {
+    const { dir, fake } = await stack("offsite");
+    const keys = { AWS_ACCESS_KEY_ID: s3server.accessKeyId, AWS_SECRET_ACCESS_KEY: s3server.secretAccessKey };
+    const b = await cli("backup", dir, fake.path, ["--to", "s3://offsite/mlflow", "--s3-endpoint", s3server.endpoint, "--json"], keys);
+    expect(b.status, b.stderr).toBe(0);
+    const out = JSON.parse(b.stdout);
+    expect(out.where).toBe("s3://offsite/mlflow");
+    // --to-endpoint is the unambiguous form; both at once is refused
+    const both = await cli("backup", dir, fake.path, ["--to", "s3://offsite/mlflow", "--s3-endpoint", s3server.endpoint, "--to-endpoint", s3server.endpoint], keys);
+    expect(both.status).toBe(2);
+    expect(both.stderr.trim().split("\n")).toEqual([expect.stringMatching(/^backup: --s3-endpoint and --to-endpoint both name the s3:\/\/ destination's endpoint here/)]);
+    // with a folder destination there is nothing for it to name
+    const folder = await cli("backup", dir, fake.path, ["--s3-endpoint", s3server.endpoint], keys);
+    expect(folder.status).toBe(2);
+    expect(folder.stderr.trim().split("\n")).toEqual([expect.stringMatching(/^backup: --s3-endpoint without --db names the endpoint of an s3:\/\/ destination/)]);
+    // and the restore reads it back the same way
+    const r = await cli("restore", dir, fake.path, ["--from", `s3://offsite/mlflow/${out.name}`, "--s3-endpoint", s3server.endpoint, "--replace", "--yes", "--no-smoke", "--json"], keys);
+    expect(r.status, r.stderr).toBe(0);
   });
 });

@@ -3,12 +3,15 @@
 // that holds data, --replace, a kill -9 in the middle of a backup, an s3:// destination.
 import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, writeFileSync, chmodSync, mkdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync, chmodSync, mkdirSync, rmSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createMlflowDatabase, FIXTURES, initdbPath, startPostgres, type TestPostgres } from "./support/postgres.ts";
 import { s3ClientConfig, startS3Server, type S3Server } from "./support/s3.ts";
 import { makeTempDir } from "./support/tmp.ts";
+import { ADVISORY_LOCK } from "../scripts/lib/backup/database.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const FIXTURE_DB = join(FIXTURES, "mlflow-small.sqlite");
@@ -38,7 +41,7 @@ describe.skipIf(!initdbPath)("backup and restore against PostgreSQL and S3", () 
   let s3: S3Client;
   let tmp: { dir: string; cleanup: () => void };
   let pwfile: string;
-  const BUCKETS = ["src-bucket", "dst-bucket", "offsite"];
+  const BUCKETS = ["src-bucket", "dst-bucket", "offsite", "full-bucket"];
   beforeAll(async () => {
     [server, s3server] = await Promise.all([startPostgres(), startS3Server({ buckets: BUCKETS })]);
     s3 = new S3Client(s3ClientConfig(s3server));
@@ -84,7 +87,11 @@ describe.skipIf(!initdbPath)("backup and restore against PostgreSQL and S3", () 
     }
     return out;
   }
-  const backupsIn = (dir: string) => (existsSync(dir) ? readdirSync(dir).sort() : []);
+  async function emptyBucket(bucket: string) {
+    const keys = [...(await bucketContents(bucket)).keys()];
+    if (keys.length) await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.map((Key) => ({ Key })) } }));
+  }
+  const backupsIn = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((n) => !n.startsWith(".")).sort() : []);
 
   it("round trip: backup, then restore into a fresh stack schema and an empty bucket gives back every row and byte", async () => {
     const dest = join(tmp.dir, "round");
@@ -238,6 +245,49 @@ describe.skipIf(!initdbPath)("backup and restore against PostgreSQL and S3", () 
     expect(missing.stderr.trim().split("\n")).toEqual([expect.stringMatching(/^restore: .*no-such-backup has no manifest\.json/)]);
   });
 
+  it("a part damaged inside (same size) is caught while it streams: the database is rolled back, the bad object removed", async () => {
+    const dest = join(tmp.dir, "damaged-inside");
+    const b = backup(dest);
+    expect(b.status, b.stderr).toBe(0);
+    const out = JSON.parse(b.stdout);
+    const dir = join(dest, out.name);
+    await createMlflowDatabase(server, "rolledback");
+    await server.query(`insert into experiments (experiment_id, name, artifact_location, lifecycle_stage) values (77, 'kept', 's3://x/77', 'active')`, [], "rolledback");
+    const before = await tableDigest("rolledback");
+    await emptyBucket("dst-bucket");
+
+    // The dump: one byte flipped near its end (the size check passes; pg_restore may or may not notice).
+    const dump = join(dir, "database.dump");
+    const original = readFileSync(dump);
+    const flipped = Buffer.from(original);
+    flipped[flipped.length - 20] ^= 0xff;
+    writeFileSync(dump, flipped);
+    let r = restore(dir, "rolledback", "dst-bucket", ["--replace"]);
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim().split("\n").at(-1)).toMatch(/^restore: the database dump in .* does not match the manifest \(\d+ bytes, sha256 .* the backup is damaged/);
+    expect(await tableDigest("rolledback")).toEqual(before);
+    writeFileSync(dump, original);
+
+    // An object: detected while it is uploaded; the database is not committed, the bad copy does not stay.
+    const item = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8")).objects.items.find((i: { size: number }) => i.size > 0);
+    const part = join(dir, item.file);
+    const bytes = readFileSync(part);
+    const bad = Buffer.from(bytes);
+    bad[bad.length - 1] ^= 1;
+    writeFileSync(part, bad);
+    await emptyBucket("dst-bucket");
+    r = restore(dir, "rolledback", "dst-bucket", ["--replace"]);
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim().split("\n").at(-1)).toMatch(/^restore: object .* does not match the manifest .* the backup is damaged/);
+    expect(await tableDigest("rolledback")).toEqual(before);
+    expect((await bucketContents("dst-bucket")).has(item.key)).toBe(false);
+    writeFileSync(part, bytes);
+    // and the same backup, repaired, restores (the run resumes over what the failed one put back)
+    r = restore(dir, "rolledback", "dst-bucket", ["--replace", "--json"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(await tableDigest("rolledback")).toEqual(await tableDigest("src"));
+  });
+
   it("a backup from a newer MLflow is refused; one from an older MLflow restores and says db-upgrade is needed", async () => {
     const dest = join(tmp.dir, "versions");
     const b = backup(dest);
@@ -325,6 +375,95 @@ describe.skipIf(!initdbPath)("backup and restore against PostgreSQL and S3", () 
     } else {
       expect(r.status).toBe(1);
       expect(r.stderr.trim().split("\n")).toEqual([expect.stringMatching(/^backup: cannot write to the backup folder .*: EACCES — choose a folder you can write to/)]);
+    }
+  });
+
+  it("two backups or restores of one database never run at once: the advisory lock names its holder", async () => {
+    const dest = join(tmp.dir, "advisory");
+    const b = backup(dest);
+    expect(b.status, b.stderr).toBe(0);
+    const dir = join(dest, JSON.parse(b.stdout).name);
+    await createMlflowDatabase(server, "advisory");
+    const holder = new pg.Client({ host: "127.0.0.1", port: server.port, user: server.user, password: server.password, database: "advisory", application_name: "mlflow-stack backup pid=424242 host=elsewhere" });
+    await holder.connect();
+    try {
+      await holder.query("select pg_advisory_lock($1, $2)", [...ADVISORY_LOCK]);
+      const refused = backup(join(tmp.dir, "advisory2"), "advisory");
+      expect(refused.status).toBe(1);
+      expect(refused.stderr.trim().split("\n")).toEqual([
+        expect.stringMatching(/^backup: another backup or restore is running against postgresql:\/\/.*\/advisory: a backup \(pid 424242 on host elsewhere, since \d{4}-.*Z\) holds its lock — wait for it to finish, then re-run; nothing was changed$/),
+      ]);
+      expect(backupsIn(join(tmp.dir, "advisory2"))).toEqual([]); // not even an INCOMPLETE one
+      const r = restore(dir, "advisory", "dst-bucket", ["--replace"]);
+      expect(r.status).toBe(1);
+      expect(r.stderr.trim().split("\n")).toEqual([expect.stringMatching(/^restore: another backup or restore is running against .*: a backup \(pid 424242 on host elsewhere/)]);
+      expect((await server.query<{ n: number }>("select count(*)::int as n from runs", [], "advisory")).rows[0].n).toBe(0);
+    } finally {
+      await holder.end();
+    }
+    const ok = restore(dir, "advisory", "dst-bucket", ["--replace"]);
+    expect(ok.status, ok.stderr).toBe(0);
+  });
+
+  it("a backup folder's .lock: a backup takes it exclusive, a restore shared; a dead holder's is taken over", () => {
+    const dest = join(tmp.dir, "folderlock");
+    const b = backup(dest);
+    expect(b.status, b.stderr).toBe(0);
+    const dir = join(dest, JSON.parse(b.stdout).name);
+    const lock = join(dest, ".lock");
+    writeFileSync(lock, `${process.pid}\n${hostname()}\n2026-12-01T03:00:00.000Z\na backup\n`); // a live backup
+    const refused = backup(dest);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr.trim().split("\n")).toEqual([`backup: the backup folder ${dest} is in use: a backup holds it (pid ${process.pid} on host ${hostname()}, since 2026-12-01T03:00:00.000Z) — wait for it to finish, or delete ${lock} if that run is gone`]);
+    const r = restore(dir, "src", "src-bucket");
+    expect(r.stderr.trim().split("\n")).toEqual([expect.stringMatching(/^restore: the backup folder .* is in use: a backup holds it/)]);
+    // a live restore (shared): another backup (it could prune the backup being restored) is refused
+    rmSync(lock);
+    writeFileSync(join(dest, `.lock.shared.${process.pid}`), `${process.pid}\n${hostname()}\n2026-12-01T03:00:00.000Z\na restore\n`);
+    const pruning = backup(dest, "src", "src-bucket", ["--keep", "1"]);
+    expect(pruning.status).toBe(1);
+    expect(pruning.stderr.trim()).toMatch(/^backup: the backup folder .* is in use: a restore holds it/);
+    expect(backupsIn(dest)).toEqual([JSON.parse(b.stdout).name]);
+    rmSync(join(dest, `.lock.shared.${process.pid}`));
+    // a killed backup's lock
+    const dead = Number(spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" }).stdout);
+    writeFileSync(lock, `${dead}\n${hostname()}\n2026-12-01T03:00:00.000Z\na backup\n`);
+    const again = backup(dest);
+    expect(again.status, again.stderr).toBe(0);
+    expect(readdirSync(dest).filter((n) => n.startsWith(".lock"))).toEqual([]);
+  });
+
+  it("disk full in the middle of a backup (a real 8 MiB tmpfs): incomplete marker, older backups untouched, one line, exit 1", async (ctx) => {
+    if (process.getuid?.() !== 0) ctx.skip("mounting a small tmpfs needs root");
+    const mnt = join(tmp.dir, "small-disk");
+    mkdirSync(mnt);
+    const mounted = spawnSync("mount", ["-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt], { encoding: "utf8" });
+    if (mounted.status !== 0) ctx.skip(`cannot mount a tmpfs here: ${mounted.stderr.trim()}`);
+    try {
+      await s3.send(new PutObjectCommand({ Bucket: "full-bucket", Key: "1/r/artifacts/small.txt", Body: "small" }));
+      const first = backup(mnt, "src", "full-bucket");
+      expect(first.status, first.stderr).toBe(0);
+      const good = JSON.parse(first.stdout).name;
+      const before = spawnSync("sh", ["-c", `cd ${mnt}/${good} && find . -type f -exec sha256sum {} + | sort`], { encoding: "utf8" }).stdout;
+      await s3.send(new PutObjectCommand({ Bucket: "full-bucket", Key: "1/r/artifacts/big.bin", Body: Buffer.alloc(16 << 20, 7) }));
+      const full = backup(mnt, "src", "full-bucket");
+      expect(full.status).toBe(1);
+      // progress lines, then the error in one line (no stack trace)
+      const lines = full.stderr.trim().split("\n");
+      expect(lines.at(-1)).toMatch(/^backup: cannot write .*: ENOSPC — the disk is full: free space or choose another --to$/);
+      expect(lines.every((l) => l.startsWith("backup: "))).toBe(true);
+      expect(lines.filter((l) => /ENOSPC|Error/.test(l))).toHaveLength(1);
+      expect(full.stdout).toBe("");
+      const failed = backupsIn(mnt).filter((n) => n !== good && !n.startsWith("."));
+      expect(failed).toHaveLength(1);
+      expect(existsSync(join(mnt, failed[0], "INCOMPLETE"))).toBe(true);
+      expect(existsSync(join(mnt, failed[0], "manifest.json"))).toBe(false);
+      expect(spawnSync("sh", ["-c", `cd ${mnt}/${good} && find . -type f -exec sha256sum {} + | sort`], { encoding: "utf8" }).stdout).toBe(before);
+      expect(before).toMatch(/manifest\.json/);
+      expect(existsSync(join(mnt, ".lock"))).toBe(false); // released on failure
+    } finally {
+      spawnSync("umount", [mnt]);
+      await s3.send(new DeleteObjectsCommand({ Bucket: "full-bucket", Delete: { Objects: [{ Key: "1/r/artifacts/small.txt" }, { Key: "1/r/artifacts/big.bin" }] } }));
     }
   });
 });

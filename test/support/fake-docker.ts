@@ -13,6 +13,8 @@
 //   buildFails   versions (MLFLOW_VERSION in the environment) whose `compose build` fails like a missing base image
 //   dbUpgradeFails `compose run … mlflow db-upgrade` half-applies (alembic_version = 'halfway') and fails
 //   unhealthy    versions whose `compose up --wait` fails as unhealthy; `up` records the version in state.started
+//   signalAt     { call, pid, signal }: the first docker call whose argv (joined by spaces) contains `call` first sends
+//                `signal` (default SIGINT) to `pid` (the CLI under test, as a Ctrl-C would), then does its work as usual
 import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { POSTGRES_BIN_DIR } from "./binaries.ts";
@@ -27,6 +29,11 @@ const statePath = path.join(dir, "state.json");
 const state = JSON.parse(fs.readFileSync(statePath, "utf8"));
 const save = () => fs.writeFileSync(statePath, JSON.stringify(state));
 const out = (s) => process.stdout.write(s);
+if (state.signalAt && !state.signalAt.sent && args.join(" ").includes(state.signalAt.call)) {
+  state.signalAt.sent = true;
+  save();
+  try { process.kill(state.signalAt.pid, state.signalAt.signal || "SIGINT"); } catch {}
+}
 const dotenv = () => Object.fromEntries(fs.readFileSync(".env", "utf8").split("\n").filter((l) => l.includes("=")).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
 if (args[0] === "compose") {
   const sub = args[1];
@@ -127,6 +134,7 @@ export interface FakeDockerState {
   built?: string[];
   started?: string[];
   upgradedWith?: string[];
+  signalAt?: { call: string; pid: number; signal?: string; sent?: boolean };
 }
 
 export function installFakeDocker(dir: string, state: FakeDockerState) {

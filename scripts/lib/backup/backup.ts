@@ -5,7 +5,7 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import type pg from "pg";
 import { UserError } from "../cli.ts";
-import { alembicRevision, checkToolVersion, exportSnapshot, rowCounts, serverVersion, type PgTools } from "./database.ts";
+import { alembicRevision, checkToolVersion, exportSnapshot, lockDatabase, rowCounts, serverVersion, type PgTools } from "./database.ts";
 import { FORMAT, listBackups, serialize, toPrune, type Manifest } from "./manifest.ts";
 import { backupObjects, type ObjectsProgress } from "./objects.ts";
 import { backupName, DUMP, INCOMPLETE, MANIFEST, MANIFEST_SUM, type BackupStore } from "./store.ts";
@@ -25,6 +25,8 @@ export interface BackupOptions {
   now?: () => Date;
   onPhase?: (message: string) => void;
   onObjects?: ObjectsProgress;
+  /** the database, for messages ("the local stack" / a redacted URL) */
+  describe?: string;
 }
 
 export interface BackupResult {
@@ -43,11 +45,22 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const t0 = performance.now();
   if (o.keep !== undefined && (!Number.isInteger(o.keep) || o.keep < 1)) throw new UserError(`--keep must be a whole number of at least 1, got ${o.keep}`);
   await o.store.probe();
+  // One backup at a time per destination folder (it may prune) and per database (the advisory lock, below).
+  const folderLock = o.store.lock?.("exclusive", "a backup");
+  try {
+    return await backupLocked(o, phase, t0);
+  } finally {
+    folderLock?.release();
+  }
+}
+
+async function backupLocked(o: BackupOptions, phase: (m: string) => void, t0: number): Promise<BackupResult> {
   const existing = await listBackups(o.store);
   const previous = existing.filter((b) => b.complete).at(-1);
   const incomplete = existing.filter((b) => !b.complete).map((b) => b.name);
   const client = await o.connect();
   try {
+    await lockDatabase(client, "backup", o.describe ?? "the database");
     const server = await serverVersion(client);
     checkToolVersion(o.tools, server);
     const started = (o.now ?? (() => new Date()))();

@@ -13,9 +13,13 @@
 // A restore replaces the `public` schema in one transaction: `pg_restore -f -` turns the dump into SQL that psql runs
 // after `drop schema public cascade` (the dump creates it again) with --single-transaction and ON_ERROR_STOP, so a failure
 // leaves the database exactly as it was; and tables a newer MLflow added (restoring an older backup) do not linger to
-// break the later `db-upgrade`.
+// break the later `db-upgrade`. psql commits when its input ends, so we hold the end back until the caller's `commit`
+// gate settles (the dump's sha256, computed while it streamed, matched; every object is back): a rejected gate feeds
+// psql a statement that raises instead, and the transaction is rolled back. Nothing is committed unless all is well,
+// with no separate checksum pass before the restore (psql -1: https://www.postgresql.org/docs/current/app-psql.html).
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import type pg from "pg";
@@ -29,8 +33,12 @@ export interface PgTools {
   major(): number | undefined;
   /** pg_dump -Fc of the snapshot, as a stream; `done` settles when pg_dump exits. */
   dump(snapshot: string): { stdout: Readable; done: Promise<void> };
-  /** Replaces the database's public schema with the dump read from `input`, in one transaction. */
-  restore(input: Readable): Promise<void>;
+  /**
+   * Replaces the database's public schema with the dump read from `input`, in one transaction that commits only when
+   * `commit()` resolves (called once pg_restore has sent everything and `input` was read to its end); when it rejects,
+   * the transaction is rolled back and its error thrown.
+   */
+  restore(input: Readable, commit?: () => Promise<void>): Promise<void>;
 }
 
 function lastLine(text: string, fallback: string) {
@@ -54,19 +62,51 @@ function finished(child: ChildProcess, what: string): Promise<void> {
 // selected with --schema), so the prelude only drops it.
 const PRELUDE = "drop schema if exists public cascade;\n";
 
+// What psql is fed instead of the end of its input when the restore must not commit: end a COPY that pg_restore left
+// open (a truncated dump), then raise; ON_ERROR_STOP makes psql quit and the transaction is rolled back.
+const ABORT = "\n\\.\ndo $$ begin raise exception 'restore aborted before commit'; end $$;\n";
+
 /** Runs `restoreArgs` (pg_restore -f -) into `psqlArgs` (psql, one transaction) with `spawnTool`. */
-async function pipeRestore(spawnTool: (args: string[]) => ChildProcess, restoreArgs: string[], psqlArgs: string[], input: Readable) {
+async function pipeRestore(spawnTool: (args: string[]) => ChildProcess, restoreArgs: string[], psqlArgs: string[], input: Readable, commit: () => Promise<void> = async () => {}) {
   const restore = spawnTool(restoreArgs);
   const psql = spawnTool(psqlArgs);
   const restoreDone = finished(restore, "pg_restore");
   const psqlDone = finished(psql, "psql (restoring the dump)");
-  input.on("error", (e) => restore.kill() && psql.kill() && void e);
+  let inputFailed: unknown;
+  input.once("error", (e) => {
+    inputFailed = e;
+    restore.stdin!.end();
+  });
   input.pipe(restore.stdin!);
   restore.stdin!.on("error", () => {}); // pg_restore stopping early shows as its exit status
   psql.stdin!.on("error", () => {});
   psql.stdin!.write(PRELUDE);
-  restore.stdout!.pipe(psql.stdin!);
+  restore.stdout!.pipe(psql.stdin!, { end: false });
+  // The commit decision: pg_restore has sent everything and exited 0, the input was read whole, and the gate passed.
+  const gate = (async () => {
+    // its output is in psql's input by now ('close' follows the end of its stdout)
+    const failed = await restoreDone.then(
+      () => undefined,
+      (error: unknown) => ({ error }),
+    );
+    // pg_restore may stop reading before the end of the file: read the rest, so that a hash on `input` sees it all.
+    if (!input.readableEnded && !inputFailed) {
+      input.unpipe(restore.stdin!);
+      await new Promise<void>((resolve) => {
+        input.once("end", resolve).once("error", () => resolve()).resume();
+      });
+    }
+    if (inputFailed) throw inputFailed;
+    await commit(); // a damaged dump (its sha256) explains a pg_restore failure best: checked first
+    if (failed) throw failed.error;
+  })();
+  const decided = await gate.then(
+    () => undefined,
+    (error: unknown) => ({ error }),
+  );
+  psql.stdin!.end(decided ? ABORT : undefined);
   const results = await Promise.allSettled([restoreDone, psqlDone]);
+  if (decided) throw decided.error;
   const failed = results.find((r) => r.status === "rejected") as PromiseRejectedResult | undefined;
   if (failed) throw failed.reason;
 }
@@ -82,8 +122,8 @@ export function containerTools(dir: string, user: string, db: string, dockerExec
       child.stdin!.end();
       return { stdout: child.stdout!, done: finished(child, "pg_dump (docker compose exec db)") };
     },
-    restore: (input) =>
-      pipeRestore(exec, ["pg_restore", "--no-owner", "--no-privileges", "-f", "-"], ["psql", "-X", "-q", "-U", user, "-d", db, "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"], input),
+    restore: (input, commit) =>
+      pipeRestore(exec, ["pg_restore", "--no-owner", "--no-privileges", "-f", "-"], ["psql", "-X", "-q", "-U", user, "-d", db, "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"], input, commit),
   };
 }
 
@@ -125,7 +165,7 @@ export function localTools(url: string, password: string | undefined, bin = find
       child.stdin!.end();
       return { stdout: child.stdout!, done: finished(child, `pg_dump (${redactUrl(url)})`) };
     },
-    restore: (input) => pipeRestore(run, ["pg_restore", "--no-owner", "--no-privileges", "-f", "-"], ["psql", "-X", "-q", "-d", conn, "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"], input),
+    restore: (input, commit) => pipeRestore(run, ["pg_restore", "--no-owner", "--no-privileges", "-f", "-"], ["psql", "-X", "-q", "-d", conn, "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"], input, commit),
   };
 }
 
@@ -172,4 +212,33 @@ export async function exportSnapshot(client: pg.Client): Promise<{ id: string; e
   await client.query("begin isolation level repeatable read read only");
   const id = (await client.query<{ s: string }>("select pg_export_snapshot() as s")).rows[0].s;
   return { id, end: async () => void (await client.query("commit")) };
+}
+
+/**
+ * The advisory lock that keeps two backups or restores of one database from running at once (two-int key, session
+ * level: held until the connection ends, also when the process is killed). The holder names itself in
+ * application_name, so a refused run can say who holds it (pg_locks joined with pg_stat_activity).
+ * https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS
+ */
+export const ADVISORY_LOCK = [0x6d6c66, 0x626b] as const; // "mlf", "bk"
+export const LOCK_APPLICATION = "mlflow-stack";
+
+export async function lockDatabase(client: pg.Client, what: "backup" | "restore", describe: string): Promise<void> {
+  await client.query("select set_config('application_name', $1, false)", [`${LOCK_APPLICATION} ${what} pid=${process.pid} host=${hostname()}`.slice(0, 63)]);
+  const got = await client.query<{ ok: boolean }>("select pg_try_advisory_lock($1, $2) as ok", [...ADVISORY_LOCK]);
+  if (got.rows[0].ok) return;
+  const r = await client.query<{ app: string; pid: number; since: Date | null; addr: string | null }>(
+    `select a.application_name as app, a.pid, a.backend_start as since, a.client_addr::text as addr
+       from pg_locks l join pg_stat_activity a on a.pid = l.pid
+      where l.locktype = 'advisory' and l.classid = $1::int::oid and l.objid = $2::int::oid and l.objsubid = 2 and l.granted`,
+    [...ADVISORY_LOCK],
+  );
+  const h = r.rows[0];
+  const m = h ? new RegExp(`^${LOCK_APPLICATION} (\\w+) pid=(\\d+) host=(.*)$`).exec(h.app) : null;
+  const who = m
+    ? `a ${m[1]} (pid ${m[2]} on host ${m[3]}, since ${h.since?.toISOString() ?? "?"})`
+    : h
+      ? `session ${h.pid} (${h.app || "no application_name"}${h.addr ? ` from ${h.addr}` : ""}, since ${h.since?.toISOString() ?? "?"})`
+      : "another session";
+  throw new UserError(`another backup or restore is running against ${describe}: ${who} holds its lock — wait for it to finish, then re-run; nothing was changed`);
 }

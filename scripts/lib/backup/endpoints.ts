@@ -10,6 +10,7 @@ import { passwordFromFile, readIfExists } from "../secrets.ts";
 import type { Docker } from "../migrate/docker.ts";
 import { openLocalStack, stackSettings } from "../migrate/local-stack.ts";
 import { connectTarget } from "../migrate/target.ts";
+import { tryFileLock, type HeldLock } from "../file-lock.ts";
 import { containerTools, localTools, type PgTools } from "./database.ts";
 import { localStore, parseS3Url, s3Store, type BackupStore } from "./store.ts";
 import type { S3Client } from "@aws-sdk/client-s3";
@@ -121,4 +122,25 @@ export function source(from: string, endpoint: string | undefined): { store: Bac
   }
   const clean = from.replace(/\/+$/, "");
   return { store: localStore(dirname(clean)), name: basename(clean), close: () => {} };
+}
+
+/** The lock file of a stack directory: one backup, restore or upgrade of the local stack at a time (git-ignored). */
+export const STACK_LOCK = ".backup.lock";
+
+export function lockStack(dir: string, what: string): HeldLock {
+  return tryFileLock(join(dir, STACK_LOCK), what, `the stack in ${dir} is busy`);
+}
+
+/**
+ * The endpoint of an s3:// backup location (`--to` / `--from`). Without --db, --s3-endpoint has no source to name (the
+ * stack's MinIO is reached through the forwarder), so with an s3:// location it names that location's endpoint: the
+ * issue's `npm run backup -- --to s3://offsite-bucket/mlflow --s3-endpoint https://…`. --to-endpoint/--from-endpoint
+ * say the same in any mode.
+ */
+export function locationEndpoint(flags: { db?: string; "s3-endpoint"?: string }, location: string | undefined, own: string | undefined, ownFlag: string): string | undefined {
+  if (flags.db || flags["s3-endpoint"] === undefined) return own;
+  const which = ownFlag === "--to-endpoint" ? "--to s3://…" : "--from s3://…";
+  if (!location?.startsWith("s3://")) throw new UsageError(`--s3-endpoint without --db names the endpoint of an s3:// ${ownFlag === "--to-endpoint" ? "destination" : "backup"} (${which}); the stack's own MinIO needs none`);
+  if (own !== undefined) throw new UsageError(`--s3-endpoint and ${ownFlag} both name the s3:// ${ownFlag === "--to-endpoint" ? "destination" : "backup"}'s endpoint here (no --db): pass one of them`);
+  return flags["s3-endpoint"];
 }

@@ -5,7 +5,6 @@
 import { DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import type { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { UserError } from "../cli.ts";
 import type { Manifest, ObjectEntry } from "./manifest.ts";
 import { hashing, objectFile, type BackupStore } from "./store.ts";
@@ -110,28 +109,26 @@ export async function backupObjects(opts: {
 const SHA_META = "backup-sha256";
 const SINGLE_PUT_MAX = 1 << 30;
 
-export async function verifyParts(store: BackupStore, manifest: Manifest, onProgress?: ObjectsProgress): Promise<void> {
+/** The one-line refusal for a part of a backup that is not what its manifest says. */
+export function damaged(what: string, where: string, got: { bytes: number; sha256?: string }, expected: { bytes: number; sha256: string }): UserError {
+  const sums = got.sha256 ? `, sha256 ${got.sha256.slice(0, 12)}…; expected ${expected.bytes} bytes, ${expected.sha256.slice(0, 12)}…` : `; expected ${expected.bytes} bytes`;
+  return new UserError(`${what} in ${where} does not match the manifest (${got.bytes} bytes${sums}) — the backup is damaged; use another one`);
+}
+
+/**
+ * Checks that every part of the backup is there with its size (a stat or HEAD each, no reading): a truncated or
+ * missing part is refused before anything is written. The sha256 of each part is checked while the restore streams it.
+ */
+export async function checkPartSizes(store: BackupStore, manifest: Manifest): Promise<void> {
   const name = manifest.name;
-  const total = manifest.objects.count;
-  let done = 0;
-  let bytes = 0;
-  const check = async (file: string, size: number, sha256: string, what: string) => {
-    const h = hashing();
-    await pipeline(await store.read(name, file), h, async function* (source) {
-      for await (const _ of source) void _;
-    });
-    const got = h.result();
-    if (got.bytes !== size || got.sha256 !== sha256) {
-      throw new UserError(`${what} in ${store.where}/${name} does not match the manifest (${got.bytes} bytes, sha256 ${got.sha256.slice(0, 12)}…; expected ${size} bytes, ${sha256.slice(0, 12)}…) — the backup is damaged; use another one`);
-    }
+  const where = `${store.where}/${name}`;
+  const check = async (file: string, bytes: number, sha256: string, what: string) => {
+    const size = await store.size(name, file);
+    if (size === undefined) throw new UserError(`${what} is missing from ${where} (${file}) — the backup is damaged; use another one`);
+    if (size !== bytes) throw damaged(what, where, { bytes: size }, { bytes, sha256 });
   };
   await check(manifest.database.file, manifest.database.bytes, manifest.database.sha256, "the database dump");
-  await forEachLimited(manifest.objects.items, 4, async (item) => {
-    await check(item.file, item.size, item.sha256, `object ${item.key}`);
-    done++;
-    bytes += item.size;
-    onProgress?.({ objects: done, bytes, total, totalBytes: manifest.objects.bytes });
-  });
+  await forEachLimited(manifest.objects.items, 16, (item) => check(item.file, item.size, item.sha256, `object ${item.key}`));
 }
 
 /** Keys in the bucket that the restore would not put there itself (data of its own: the target is not empty). */
@@ -164,8 +161,15 @@ export async function restoreObjects(opts: {
       });
       same = head.Metadata?.[SHA_META] === item.sha256;
     }
-    if (same) skipped++;
-    else {
+    if (same) {
+      // Already back (an earlier, interrupted run): not sent again, but the backup's part is still checked, so that
+      // a damaged backup is refused whatever the target holds.
+      const h = hashing();
+      for await (const _ of (await store.read(manifest.name, item.file)).pipe(h)) void _;
+      const got = h.result();
+      if (got.sha256 !== item.sha256) throw damaged(`object ${item.key}`, `${store.where}/${manifest.name}`, got, { bytes: item.size, sha256: item.sha256 });
+      skipped++;
+    } else {
       const h = hashing();
       const body = (await store.read(manifest.name, item.file)).pipe(h);
       const params = { Bucket: bucket, Key: item.key, Body: body, Metadata: { [SHA_META]: item.sha256 } };
@@ -176,7 +180,11 @@ export async function restoreObjects(opts: {
         throw bucketFailure(bucket, e);
       });
       const got = h.result();
-      if (got.sha256 !== item.sha256) throw new UserError(`object ${item.key} changed in the backup while it was restored — the backup is damaged`);
+      if (got.sha256 !== item.sha256) {
+        // Checked while it streamed: the bad copy must not stay (its metadata would make a re-run skip it).
+        await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: item.key }] } })).catch(() => {});
+        throw damaged(`object ${item.key}`, `${store.where}/${manifest.name}`, got, { bytes: item.size, sha256: item.sha256 });
+      }
       uploaded++;
     }
     done++;

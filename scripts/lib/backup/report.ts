@@ -42,6 +42,7 @@ export function formatRestoreSummary(r: RestoreResult): string {
     `Restore complete: ${r.from}/${r.name} (${r.seconds.toFixed(1)} s)`,
     `  database   ${r.verified.rows} rows in ${r.verified.tables} tables, counts match the manifest`,
     `  objects    ${r.verified.objects} (${formatBytes(r.verified.bytes)}) match the manifest: ${r.objects.uploaded} uploaded, ${r.objects.skipped} already there${r.objects.deleted ? `, ${r.objects.deleted} not in the backup deleted` : ""}`,
+    `  timings    checks ${r.phases.checks.toFixed(1)} s; objects ${r.phases.objects.toFixed(1)} s and database ${r.phases.database.toFixed(1)} s (at the same time); verify ${r.phases.verify.toFixed(1)} s`,
     ...(r.needsUpgrade ? [`  NEXT       ${r.needsUpgrade}`] : []),
   ].join("\n");
 }

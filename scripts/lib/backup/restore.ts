@@ -1,14 +1,19 @@
-// One restore: check everything before touching anything (manifest, every part's sha256, tool and MLflow versions,
-// an empty target), then the objects (resumable: a re-run skips what an interrupted one already put back), then the
-// database in one transaction, then compare row counts and object count/bytes with the manifest.
+// One restore: check everything that can be checked before touching anything (the manifest and its sha256, every
+// part there with its size, tool and MLflow versions, an empty target), then the objects (resumable: a re-run skips
+// what an interrupted one already put back) and the database AT THE SAME TIME, each part's sha256 checked as it
+// streams; the database transaction commits only after every object is back and every checksum matched (a damaged part
+// leaves the database as it was). Then compare row counts and object count/bytes with the manifest.
+// The one extra pass an earlier version made (reading the whole backup for its checksums before restoring) cost as
+// much as the restore's own reading; and restoring the objects and the database one after the other left the CPU idle.
 import type { S3Client } from "@aws-sdk/client-s3";
+import { pipeline } from "node:stream";
 import type pg from "pg";
 import { UserError } from "../cli.ts";
 import { readCatalog, userData } from "../migrate/target.ts";
-import { alembicRevision, checkToolVersion, rowCounts, serverVersion, type PgTools } from "./database.ts";
+import { alembicRevision, checkToolVersion, lockDatabase, rowCounts, serverVersion, type PgTools } from "./database.ts";
 import { parseManifest, type Manifest } from "./manifest.ts";
-import { deleteObjects, foreignObjects, listBucket, restoreObjects, verifyParts, type ObjectsProgress } from "./objects.ts";
-import { INCOMPLETE, MANIFEST, MANIFEST_SUM, type BackupStore } from "./store.ts";
+import { checkPartSizes, damaged, deleteObjects, foreignObjects, listBucket, restoreObjects, type ObjectsProgress } from "./objects.ts";
+import { hashing, INCOMPLETE, MANIFEST, MANIFEST_SUM, type BackupStore } from "./store.ts";
 import { compareVersions, isVersion } from "./versions.ts";
 
 export interface RestoreOptions {
@@ -25,6 +30,8 @@ export interface RestoreOptions {
   beforeWrite?: () => Promise<void>;
   onPhase?: (message: string) => void;
   onObjects?: ObjectsProgress;
+  /** the database, for messages ("the local stack" / a redacted URL) */
+  describe?: string;
 }
 
 export interface RestoreResult {
@@ -36,6 +43,8 @@ export interface RestoreResult {
   /** set when the backup is from an older MLflow: the schema must be upgraded before MLflow starts */
   needsUpgrade: string | null;
   seconds: number;
+  /** seconds per phase: checks before writing; objects and database (run at the same time); verification after */
+  phases: { checks: number; objects: number; database: number; verify: number };
 }
 
 export async function readManifest(store: BackupStore, name: string): Promise<Manifest> {
@@ -64,11 +73,28 @@ export function versionVerdict(manifest: Manifest, targetVersion: string | null,
 }
 
 export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
+  // Shared on the backup folder (a --keep of a concurrent backup must not delete this backup); the database's advisory
+  // lock for the whole restore, on a connection of its own.
+  const folderLock = o.store.lock?.("shared", "a restore");
+  try {
+    const lock = await o.connect();
+    try {
+      await lockDatabase(lock, "restore", o.describe ?? "the database");
+      return await restoreLocked(o);
+    } finally {
+      await lock.end().catch(() => {});
+    }
+  } finally {
+    folderLock?.release();
+  }
+}
+
+async function restoreLocked(o: RestoreOptions): Promise<RestoreResult> {
   const phase = o.onPhase ?? (() => {});
   const t0 = performance.now();
   const manifest = await readManifest(o.store, o.name);
-  phase(`checking every part of ${o.store.where}/${o.name} against its manifest (sha256)`);
-  await verifyParts(o.store, manifest, o.onObjects);
+  phase(`checking ${o.store.where}/${o.name}: manifest, every part and its size (sha256 while restoring)`);
+  await checkPartSizes(o.store, manifest);
 
   const client = await o.connect();
   let needsUpgrade: string | null;
@@ -97,10 +123,30 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
   }
 
   await o.beforeWrite?.();
-  phase(`restoring ${manifest.objects.count} objects (${manifest.objects.bytes} bytes) into bucket ${o.bucket}`);
-  const objects = await restoreObjects({ s3: o.s3, bucket: o.bucket, store: o.store, manifest, current, onProgress: o.onObjects });
-  phase("restoring the database (one transaction: all or nothing)");
-  await o.tools.restore(await o.store.read(o.name, manifest.database.file));
+  const checked = performance.now();
+  phase(`restoring ${manifest.objects.count} objects (${manifest.objects.bytes} bytes) into bucket ${o.bucket} and the database (one transaction, committed only when every part matched its sha256), at the same time`);
+  let objectsSeconds = 0;
+  let databaseSeconds = 0;
+  const objectsDone = restoreObjects({ s3: o.s3, bucket: o.bucket, store: o.store, manifest, current, onProgress: o.onObjects }).finally(() => {
+    objectsSeconds = (performance.now() - checked) / 1000;
+  });
+  objectsDone.catch(() => {}); // judged below, after the database side settled too
+  const dumpHash = hashing();
+  const commit = () => objectsDone.then(() => {
+    const got = dumpHash.result();
+    if (got.sha256 !== manifest.database.sha256 || got.bytes !== manifest.database.bytes) {
+      throw damaged("the database dump", `${o.store.where}/${o.name}`, got, { bytes: manifest.database.bytes, sha256: manifest.database.sha256 });
+    }
+  });
+  const database = o.tools
+    .restore(pipeline(await o.store.read(o.name, manifest.database.file), dumpHash, () => {}), commit)
+    .finally(() => (databaseSeconds = (performance.now() - checked) / 1000));
+  const [objectsResult, databaseResult] = await Promise.allSettled([objectsDone, database]);
+  // An object's failure reaches the database as the rejected commit gate too: report it once, as itself.
+  if (objectsResult.status === "rejected") throw objectsResult.reason;
+  if (databaseResult.status === "rejected") throw databaseResult.reason;
+  const objects = objectsResult.value;
+  phase(`objects back in ${objectsSeconds.toFixed(1)} s; database committed after ${databaseSeconds.toFixed(1)} s`);
   const wanted = new Set(manifest.objects.items.map((i) => i.key));
   const extra = current.filter((c) => !wanted.has(c.key)).map((c) => c.key);
   if (extra.length) {
@@ -108,6 +154,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
     await deleteObjects(o.s3, o.bucket, extra);
   }
 
+  const written = performance.now();
   phase("verifying row counts and objects against the manifest");
   const check = await o.connect();
   let counts: Record<string, number>;
@@ -136,5 +183,6 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreResult> {
     verified: { tables: Object.keys(manifest.database.tables).length, rows: Object.values(counts).reduce((a, b) => a + b, 0), objects: after.length, bytes },
     needsUpgrade,
     seconds: (performance.now() - t0) / 1000,
+    phases: { checks: (checked - t0) / 1000, objects: objectsSeconds, database: databaseSeconds, verify: (performance.now() - written) / 1000 },
   };
 }

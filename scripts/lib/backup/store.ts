@@ -12,11 +12,14 @@ import { dirname, join, resolve } from "node:path";
 import { PassThrough, Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { UserError } from "../cli.ts";
+import { tryFileLock, type HeldLock } from "../file-lock.ts";
 
 export const INCOMPLETE = "INCOMPLETE";
 export const MANIFEST = "manifest.json";
 export const MANIFEST_SUM = "manifest.json.sha256";
 export const DUMP = "database.dump";
+/** The lock file of a local backup folder (see BackupStore.lock). */
+export const LOCK = ".lock";
 export const objectFile = (key: string) => `objects/${createHash("sha256").update(key).digest("hex")}`;
 
 /** 2026-12-01T03-00-00Z, optionally with -N when two backups start in the same second. */
@@ -66,6 +69,11 @@ export interface BackupStore {
   removeBackup(backup: string): Promise<void>;
   /** Makes sure the destination can be written (one line if not). */
   probe(): Promise<void>;
+  /**
+   * Takes the destination's lock (a local folder: its `.lock` file; an S3 destination has none): exclusive for a backup
+   * (it may prune), shared for a restore (so a concurrent --keep cannot delete the backup being restored).
+   */
+  lock?(mode: "exclusive" | "shared", what: string): HeldLock;
 }
 
 export function localStore(root: string): BackupStore {
@@ -149,6 +157,17 @@ export function localStore(root: string): BackupStore {
         rmSync(p);
       } catch (error) {
         fail(`cannot write to the backup folder ${base}`, error);
+      }
+    },
+    lock(mode, what) {
+      try {
+        return tryFileLock(join(base, LOCK), what, `the backup folder ${base} is in use`, { shared: mode === "shared" });
+      } catch (error) {
+        // A restore from a folder that is missing (the restore says so next) or read-only (nothing can prune there).
+        const code = (error as NodeJS.ErrnoException).code;
+        if (mode === "shared" && (code === "ENOENT" || code === "EACCES" || code === "EROFS")) return { path: "", release: () => {} };
+        if (error instanceof UserError) throw error;
+        return fail(`cannot lock the backup folder ${base}`, error);
       }
     },
   };

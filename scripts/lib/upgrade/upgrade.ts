@@ -8,6 +8,9 @@
 //   6. smoke                        (npm run smoke's checks through the proxy)
 //   7. write MLFLOW_VERSION to .env (only now: until here .env still names the old version)
 // A failure in 4-6 rolls back: MLflow stopped, the database restored from the backup of step 3, the old image started.
+// Ctrl-C (SIGINT) or SIGTERM (`signal`): the step under way ends (in a terminal its docker command gets the same Ctrl-C),
+// then before step 4 MLflow is started again as it was and nothing is upgraded; from step 4 on it is the rollback
+// above. Either way the exit code is 130, as for any command a Ctrl-C stopped.
 // The new version reaches Compose as MLFLOW_VERSION in the environment, which wins over .env for interpolation
 // (https://docs.docker.com/compose/how-tos/environment-variables/envvars-precedence/).
 import { readFileSync, statSync } from "node:fs";
@@ -35,6 +38,25 @@ export interface UpgradeOptions {
   backup?: () => Promise<UpgradeBackup>;
   smoke(version: string): Promise<{ ok: boolean; summary: string }>;
   onPhase?: (message: string) => void;
+  /** aborted by the CLI on SIGINT/SIGTERM; its reason is the signal's name */
+  signal?: AbortSignal;
+}
+
+/** Exit code of a run a signal stopped (128 + SIGINT's 2, as shells report it). */
+export const INTERRUPTED = 130;
+
+/** `p`, or "aborted" as soon as `signal` is aborted (p keeps running; its result is then ignored). */
+function unlessAborted<T>(p: Promise<T>, signal?: AbortSignal): Promise<{ value: T } | "aborted"> {
+  if (!signal) return p.then((value) => ({ value }));
+  if (signal.aborted) return Promise.resolve("aborted");
+  return new Promise((resolve, reject) => {
+    const onAbort = () => resolve("aborted");
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (value) => (signal.removeEventListener("abort", onAbort), resolve({ value })),
+      (error) => (signal.removeEventListener("abort", onAbort), signal.aborted ? resolve("aborted") : reject(error)),
+    );
+  });
 }
 
 export interface UpgradeResult {
@@ -84,45 +106,77 @@ export async function runUpgrade(o: UpgradeOptions): Promise<UpgradeResult> {
   if (down.length) throw new UserError(`the stack's ${down.join(" and ")} ${down.length > 1 ? "are" : "is"} not running — start the stack (docker compose up -d --wait), then re-run`);
   const wasRunning = isRunning(services, "mlflow");
 
-  phase(`building the MLflow ${o.to} image (docker compose build mlflow)`);
-  check(await newDocker.compose(["build", "mlflow"]), `building the MLflow ${o.to} image`, `does MLflow ${o.to} exist (ghcr.io/mlflow/mlflow:v${o.to})? The running stack was not touched`);
-
-  phase("stopping MLflow (docker compose stop mlflow)");
-  check(await oldDocker.compose(["stop", "mlflow"]), "docker compose stop mlflow");
+  const aborted = () => o.signal?.aborted === true;
+  const signalName = () => String(o.signal?.reason ?? "SIGINT");
+  let stopped = false;
   const startOld = async () => {
     phase(`starting MLflow ${o.from} again`);
     check(await oldDocker.compose(["up", "-d", "--wait", "--no-deps", "mlflow"]), `starting MLflow ${o.from}`, "see docker compose logs mlflow");
   };
+  // Interrupted before the schema step: nothing was upgraded; MLflow runs again if it ran.
+  const interruptedBefore = async (during: string): Promise<never> => {
+    let again = "";
+    if (stopped && wasRunning) {
+      try {
+        await startOld();
+        again = `; MLflow ${o.from} runs again`;
+      } catch (error) {
+        again = `; MLflow ${o.from} could NOT be started again (${error instanceof Error ? error.message : error}) — run docker compose up -d mlflow`;
+      }
+    }
+    throw new UserError(`interrupted (${signalName()}) ${during}, before the schema upgrade: nothing was upgraded${again}; .env is unchanged`, INTERRUPTED);
+  };
+
+  phase(`building the MLflow ${o.to} image (docker compose build mlflow)`);
+  const built = await newDocker.compose(["build", "mlflow"]);
+  if (aborted()) await interruptedBefore("while building the image");
+  check(built, `building the MLflow ${o.to} image`, `does MLflow ${o.to} exist (ghcr.io/mlflow/mlflow:v${o.to})? The running stack was not touched`);
+
+  phase("stopping MLflow (docker compose stop mlflow)");
+  const stop = await oldDocker.compose(["stop", "mlflow"]);
+  stopped = true;
+  if (aborted()) await interruptedBefore("while stopping MLflow");
+  check(stop, "docker compose stop mlflow");
 
   let backup: UpgradeBackup | undefined;
   if (o.backup) {
     try {
-      backup = await o.backup();
+      const got = await unlessAborted(o.backup(), o.signal);
+      if (got === "aborted") return await interruptedBefore("during the backup (it stays marked INCOMPLETE)");
+      backup = got.value;
     } catch (error) {
+      if (error instanceof UserError && error.exitCode === INTERRUPTED) throw error;
       if (wasRunning) await startOld().catch(() => {});
       throw new UserError(`the backup before the upgrade failed: ${error instanceof Error ? error.message : error} — nothing was upgraded${wasRunning ? `; MLflow ${o.from} runs again` : ""}`);
     }
   } else {
     phase(`WARNING: --no-backup: if the upgrade fails after the schema step, the database cannot be rolled back`);
   }
+  if (aborted()) await interruptedBefore("after the backup");
 
   let step = "the schema upgrade (db-upgrade)";
   let smokeSummary = "";
   try {
     phase(`upgrading the database schema with MLflow ${o.to} (docker compose run --rm mlflow db-upgrade)`);
-    check(await newDocker.compose(["run", "--rm", "-T", "--no-deps", "mlflow", "db-upgrade"]), "the schema upgrade");
+    const upgraded = await newDocker.compose(["run", "--rm", "-T", "--no-deps", "mlflow", "db-upgrade"]);
+    if (aborted()) throw new UserError(`interrupted (${signalName()})`);
+    check(upgraded, "the schema upgrade");
     step = `starting MLflow ${o.to}`;
     phase(`starting MLflow ${o.to} and waiting until it is healthy`);
-    check(await newDocker.compose(["up", "-d", "--wait", "--no-deps", "mlflow"]), `starting MLflow ${o.to}`);
+    const up = await newDocker.compose(["up", "-d", "--wait", "--no-deps", "mlflow"]);
+    if (aborted()) throw new UserError(`interrupted (${signalName()})`);
+    check(up, `starting MLflow ${o.to}`);
     step = "the smoke checks";
     phase("running the smoke checks through the proxy");
     const smoke = await o.smoke(o.to);
     smokeSummary = smoke.summary;
+    if (aborted()) throw new UserError(`interrupted (${signalName()})`);
     if (!smoke.ok) throw new UserError(`the smoke checks failed (${smoke.summary})`);
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const code = aborted() ? INTERRUPTED : 1;
+    const reason = aborted() ? `interrupted (${signalName()})` : error instanceof Error ? error.message : String(error);
     if (!backup) {
-      throw new UserError(`upgrade to ${o.to} failed at ${step}: ${reason} — no backup was taken (--no-backup), so nothing was rolled back; .env still says MLFLOW_VERSION=${o.from}. Restore your own backup (npm run restore) or fix and re-run`);
+      throw new UserError(`upgrade to ${o.to} failed at ${step}: ${reason} — no backup was taken (--no-backup), so nothing was rolled back; .env still says MLFLOW_VERSION=${o.from}. Restore your own backup (npm run restore) or fix and re-run`, code);
     }
     phase(`${step} failed: rolling back (database from ${backup.where}, MLflow ${o.from})`);
     try {
@@ -132,9 +186,10 @@ export async function runUpgrade(o: UpgradeOptions): Promise<UpgradeResult> {
     } catch (rollbackError) {
       throw new UserError(
         `upgrade to ${o.to} failed at ${step}: ${reason}; the ROLLBACK failed too: ${rollbackError instanceof Error ? rollbackError.message : rollbackError} — restore by hand: npm run restore -- --from ${backup.where} --replace`,
+        code,
       );
     }
-    throw new UserError(`upgrade to ${o.to} failed at ${step}: ${reason} — rolled back: the database is restored from ${backup.where} and MLflow ${o.from} runs again; .env is unchanged`);
+    throw new UserError(`upgrade to ${o.to} failed at ${step}: ${reason} — rolled back: the database is restored from ${backup.where} and MLflow ${o.from} runs again; .env is unchanged`, code);
   }
   writeVersion(o.dir, o.to);
   phase(`MLFLOW_VERSION=${o.to} written to .env`);
