@@ -10,10 +10,9 @@ import { chmodSync, closeSync, openSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type pg from "pg";
 import { BinaryRows, binaryWriter, type BinaryWriter } from "./binary.ts";
-import { RowEncoder, sharedColumns } from "./copy.ts";
-import type { SqliteValue } from "./convert.ts";
+import { readRows, RowEncoder, sharedColumns } from "./copy.ts";
 import { indexBuildSettings } from "./index-build.ts";
-import { quoteSqlite, type Source } from "./source.ts";
+import type { Source } from "./source.ts";
 import type { Catalog } from "./target.ts";
 
 export interface FloorFile {
@@ -43,18 +42,20 @@ export function writeFloorFiles(source: Source, catalog: Catalog, dir: string): 
     const fd = openSync(path, "w", 0o644);
     let rows = 0;
     try {
-      const stmt = source.db.prepare(`select ${cols.map((c) => quoteSqlite(c.name)).join(", ")} from ${quoteSqlite(name)}`).raw(true);
       const enc = new RowEncoder(name, cols, "md5");
       const bin = binary ? new BinaryRows(writers) : undefined;
       let text = "";
-      for (const row of stmt.iterate() as IterableIterator<SqliteValue[]>) {
-        rows++;
-        if (bin) {
-          const chunk = bin.add(row);
-          if (chunk) writeSync(fd, chunk);
-        } else {
-          text += enc.copyLine(row);
-          if (text.length >= 1 << 20) (writeSync(fd, text), (text = ""));
+      // In the order ours reads (primary-key order where SQLite has it for free): the key builds see the same input.
+      for (const page of readRows(source.db, name, cols.map((c) => c.name))) {
+        for (const row of page) {
+          rows++;
+          if (bin) {
+            const chunk = bin.add(row);
+            if (chunk) writeSync(fd, chunk);
+          } else {
+            text += enc.copyLine(row);
+            if (text.length >= 1 << 20) (writeSync(fd, text), (text = ""));
+          }
         }
       }
       if (bin) writeSync(fd, bin.end());

@@ -271,6 +271,7 @@ async function copyAll(client: pg.Client, source: Source, catalog: Catalog, plan
           freeze: true,
           rowHash,
           workers: opts.workers,
+          paged: !plan.invalidText.some((b) => b.table === table),
           onProgress: (p) => emit({ type: "table-progress", ...p }),
         }),
       );
