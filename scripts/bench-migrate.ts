@@ -62,7 +62,13 @@ const cleanups: (() => Promise<void> | void)[] = [];
 let cleaning: Promise<void> | undefined;
 function cleanupAll(): Promise<void> {
   cleaning ??= (async () => {
-    for (const c of running) c.kill("SIGTERM");
+    for (const c of running) {
+      try {
+        process.kill(-c.pid!, "SIGTERM"); // its process group: /usr/bin/time does not pass SIGTERM on to the command
+      } catch {
+        // already gone
+      }
+    }
     for (const f of cleanups.reverse()) await Promise.resolve(f()).catch(() => {});
   })();
   return cleaning;
@@ -80,7 +86,8 @@ const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 
 function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ seconds: number; rssKiB?: number; stdout: string; stderr: string; status: number | null }> {
   const hasTime = !!findBinary("time", ["/usr/bin"]);
   const t0 = performance.now();
-  const child = hasTime ? spawn("/usr/bin/time", ["-f", "RSSKIB=%M", cmd, ...args], { cwd: ROOT, env }) : spawn(cmd, args, { cwd: ROOT, env });
+  const options = { cwd: ROOT, env, detached: true }; // a process group of its own, ended as one on Ctrl-C
+  const child = hasTime ? spawn("/usr/bin/time", ["-f", "RSSKIB=%M", cmd, ...args], options) : spawn(cmd, args, options);
   running.add(child);
   let stdout = "";
   let stderr = "";
@@ -110,6 +117,7 @@ async function settingsOf(server: TestPostgres): Promise<Record<string, string>>
 async function floor(server: TestPostgres, source: string, dir: string): Promise<Result> {
   await createMlflowDatabase(server, "floor");
   const client = new pg.Client({ connectionString: server.url("floor") });
+  client.on("error", () => {}); // the server going away (Ctrl-C) surfaces as a failed query, not an uncaught error
   await client.connect();
   const src = openSource(source);
   try {
