@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import Database from "../scripts/lib/migrate/sqlite.ts";
 import { readRows } from "../scripts/lib/migrate/copy.ts";
+import { converterFor } from "../scripts/lib/migrate/convert.ts";
 import { openSource } from "../scripts/lib/migrate/source.ts";
 import { distinctValues, findBadText } from "../scripts/lib/migrate/text-check.ts";
 import type { Catalog } from "../scripts/lib/migrate/target.ts";
@@ -104,5 +105,18 @@ describe("distinctValues (skip-scan of an index)", () => {
     } finally {
       source.close();
     }
+  });
+});
+
+describe("the canonical form of a double (checksum side of every float read)", () => {
+  it("is its 8 big-endian bytes in hex, as PostgreSQL's encode(float8send(x), 'hex'), NaN as PostgreSQL's NaN", () => {
+    const canonical = converterFor("float8", () => "t.c").canonical;
+    for (const x of [0, -0, 1, -1.5, 0.1, 1.7976931348623157e308, -1.7976931348623157e308, 5e-324, Infinity, -Infinity, 123456.789e-7]) {
+      const b = Buffer.alloc(8);
+      b.writeDoubleBE(x, 0);
+      expect(canonical(x)).toBe(b.toString("hex"));
+    }
+    expect(canonical(NaN)).toBe("7ff8000000000000");
+    expect(canonical(-0)).toBe("8000000000000000");
   });
 });
