@@ -4,8 +4,9 @@
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import Database from "../scripts/lib/migrate/sqlite.ts";
-import { readRows } from "../scripts/lib/migrate/copy.ts";
-import { converterFor } from "../scripts/lib/migrate/convert.ts";
+import { readRows, RowEncoder } from "../scripts/lib/migrate/copy.ts";
+import { canonicalField, converterFor, type SqliteValue } from "../scripts/lib/migrate/convert.ts";
+import { HashSum } from "../scripts/lib/migrate/rowhash.ts";
 import { openSource } from "../scripts/lib/migrate/source.ts";
 import { distinctValues, findBadText } from "../scripts/lib/migrate/text-check.ts";
 import type { Catalog } from "../scripts/lib/migrate/target.ts";
@@ -118,5 +119,35 @@ describe("the canonical form of a double (checksum side of every float read)", (
     }
     expect(canonical(NaN)).toBe("7ff8000000000000");
     expect(canonical(-0)).toBe("8000000000000000");
+  });
+});
+
+describe("the row checksum written in place (RowEncoder.hash, rowhash.ts CanonicalRow)", () => {
+  it("hashes the same bytes as the canonical row string, for ASCII, non-ASCII, lone surrogates, NULLs, NaN, -0, bigints", () => {
+    const cols = [
+      { name: "t", kind: "text" as const },
+      { name: "f", kind: "float8" as const },
+      { name: "i", kind: "int" as const },
+      { name: "b", kind: "bool" as const },
+      { name: "x", kind: "bytea" as const },
+      { name: "r", kind: "float4" as const },
+    ];
+    const rows: SqliteValue[][] = [
+      ["bench_metric_0", 0.1, 1700000000000n, 1n, Buffer.from([0, 255]), 1.5],
+      ["é€😀 mixed", -0, -9223372036854775808n, 0n, null, NaN],
+      ["lone \ud800 surrogate", NaN, 0n, 1n, "as text", -1],
+      [null, null, null, null, null, null],
+      ["", 1.7976931348623157e308, 42, "true", Buffer.alloc(0), 3],
+      ["x".repeat(5000) + "é", -Infinity, 7n, 0, Buffer.alloc(3000, 7), 0.25],
+    ];
+    const enc = new RowEncoder("t", cols, "lookup3");
+    const expected = new HashSum();
+    const convs = cols.map((c) => converterFor(c.kind, () => c.name));
+    for (const row of rows) {
+      enc.hash(row);
+      expected.addText(row.map((v, i) => (v === null ? "-" : canonicalField(convs[i].canonical(v)))).join(""));
+    }
+    expect(enc.rows).toBe(rows.length);
+    expect(enc.sum.value()).toBe(expected.value());
   });
 });
