@@ -2,11 +2,11 @@
 // the way. The source's rows are first written to files in the very COPY format `npm run migrate` streams (binary where
 // every column allows, else text; not timed); then, timed, in ONE transaction as the migration: drop keys, indexes and
 // foreign keys, TRUNCATE, server-side `COPY ... FROM '/file' WITH (FREEZE)` per table (FREEZE is legal because the
-// TRUNCATE ran in the same transaction: "the table was not created or truncated in the current subtransaction" is the
-// error otherwise, e.g. github.com/yugabyte/yugabyte-db release 2.25.1.0-b68; PostgreSQL's COPY docs), build the same
-// keys and indexes with the same settings, add the foreign keys, commit. Server-side COPY from a file needs a superuser or pg_read_server_files, and the server's OS user must be able
-// to read the files (https://www.postgresql.org/docs/15/sql-copy.html). No client reads SQLite, encodes or verifies
-// anything here: it is a bound no client can beat, not a migration.
+// TRUNCATE ran in the same transaction, else: "cannot perform COPY FREEZE because the table was not created or
+// truncated in the current subtransaction"), build the same keys and indexes with the same settings, add the foreign
+// keys, commit. Server-side COPY from a file needs a superuser or pg_read_server_files, and the server's OS user must
+// be able to read the files (https://www.postgresql.org/docs/15/sql-copy.html). No client reads SQLite, encodes or
+// verifies anything here: it is a bound no client can beat, not a migration.
 import { chmodSync, closeSync, openSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type pg from "pg";
