@@ -10,7 +10,7 @@
 // (fsync off, ...) for development; the header says which. A benchmark, not a test: it prints figures.
 import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import pg from "pg";
 import { parseCli, runCli, UserError } from "./lib/cli.ts";
 import { loadFloor, writeFloorFiles } from "./lib/migrate/floor.ts";
@@ -246,7 +246,7 @@ async function main() {
     if (!values.json) process.stdout.write(header);
     const all: ShapeResult[] = [];
     for (const shape of shapes) {
-      const r = await runShape(server, tmp.dir, shape, metrics, { anchors: !values["no-anchors"], cpuProf: values["cpu-prof"] });
+      const r = await runShape(server, tmp.dir, shape, metrics, { anchors: !values["no-anchors"], cpuProf: values["cpu-prof"] ? resolve(values["cpu-prof"]) : undefined });
       all.push(r);
       if (!values.json) print(r);
     }
