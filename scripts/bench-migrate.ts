@@ -1,137 +1,258 @@
-// npm run bench:migrate -- [--metrics 5000000]
-// Inflates the real MLflow fixture to a large database, migrates it into the schema MLflow creates (a throwaway
-// PostgreSQL 15 from initdb, in a temp dir) and prints wall time, rows/s and peak RSS next to anchors measured in the
-// same run on the same data and schema: a plain streaming COPY (sqlite3 | psql, keys in place) and pgloader's data-only
-// recipe when pgloader is installed. A benchmark, not a test: it prints figures.
-import { spawn, spawnSync } from "node:child_process";
-import { join } from "node:path";
+// npm run bench:migrate -- [--metrics 5000000] [--shape long|wide|both] [--fast-cluster] [--no-anchors] [--json]
+// Inflates the real MLflow fixture to a large database in two shapes (long training histories; many short runs),
+// migrates it into the schema MLflow creates and prints wall time, rows/s and peak RSS next to, measured in the same
+// run on the same data and schema: the floor (PostgreSQL's own server-side COPY FREEZE from files, then the same keys,
+// indexes and foreign keys: floor.ts) and pgloader's data-only recipe when pgloader is installed.
+// The PostgreSQL is a throwaway cluster (initdb in a temp dir) configured like the stack's `db` service: the postgres
+// image's defaults (compose.yml sets no server setting), i.e. fsync, full_page_writes and synchronous_commit on,
+// wal_level replica, and data checksums on as PostgreSQL 18's initdb does by default (compose.yml runs 18; the binaries
+// here are 15.x, whose initdb needs --data-checksums for that). --fast-cluster keeps the tests' throwaway settings
+// (fsync off, ...) for development; the header says which. A benchmark, not a test: it prints figures.
+import { spawn, type ChildProcess } from "node:child_process";
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import pg from "pg";
 import { parseCli, runCli, UserError } from "./lib/cli.ts";
-import { inflate } from "./lib/migrate/inflate.ts";
+import { loadFloor, writeFloorFiles } from "./lib/migrate/floor.ts";
+import { inflate, type Shape } from "./lib/migrate/inflate.ts";
+import { openSource } from "./lib/migrate/source.ts";
 import { readCatalog } from "./lib/migrate/target.ts";
 import { findBinary } from "../test/support/binaries.ts";
-import { timed } from "./lib/bench-timing.ts";
 import { createMlflowDatabase, FIXTURES, initdbPath, startPostgres, type TestPostgres } from "../test/support/postgres.ts";
 import { makeTempDir } from "../test/support/tmp.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
+const USAGE = `Usage: npm run bench:migrate -- [--metrics 5000000] [--shape long|wide|both] [--fast-cluster] [--no-anchors] [--cpu-prof DIR] [--json]
+  --metrics N      generated metrics per shape (default 5000000)
+  --shape S        long: 10 runs x 5 keys x N/50 steps; wide: N/1000 runs of 10 keys x 100 steps, 20 params, 10 tags
+                   each; both (default)
+  --fast-cluster   PostgreSQL with fsync, full_page_writes, synchronous_commit off and no data checksums (development
+                   only: not what users migrate into)
+  --no-anchors     time only npm run migrate (while tuning it; the comparison needs the floor and pgloader)
+  --cpu-prof DIR   write a V8 CPU profile of npm run migrate to DIR (node --cpu-prof)
+  --json           print the results as JSON on stdout
+`;
 
-interface Row {
+/** The settings of the stack's db service as far as they matter here (compose.yml sets none: the image's defaults). */
+const PRODUCTION_LIKE = { durable: true, dataChecksums: true, settings: { wal_level: "replica" } };
+const SHOWN = ["server_version", "fsync", "full_page_writes", "synchronous_commit", "wal_level", "data_checksums", "shared_buffers", "max_wal_size", "maintenance_work_mem", "max_parallel_maintenance_workers", "max_worker_processes"];
+
+interface Result {
   method: string;
   seconds: number;
-  rss?: number;
+  rssKiB?: number;
   note: string;
+  phases?: { phase: string; seconds: number }[];
 }
 
-/** sqlite3 -csv | psql \copy, table by table in foreign-key order, into the schema with all keys in place. */
-async function plainCopy(server: TestPostgres, db: string, source: string): Promise<number> {
-  const client = new pg.Client({ connectionString: server.url(db) });
-  await client.connect();
-  const catalog = await readCatalog(client);
-  await client.query("truncate experiments, workspaces cascade");
-  await client.end();
-  const env = { ...process.env, PGPASSWORD: server.password };
-  const t0 = performance.now();
-  for (const name of catalog.order) {
-    if (name === "alembic_version") continue;
-    const columns = catalog.tables.get(name)!.columns.filter((c) => !c.generated);
-    const cols = columns.map((c) => c.name);
-    // The sqlite3 CLI prints doubles with 15 digits (±inf as MLflow stores it becomes out of range): print 17.
-    const expr = (c: (typeof columns)[number]) => (c.kind === "float8" ? `case when "${c.name}" is null then null else printf('%!.17g', "${c.name}") end` : `"${c.name}"`);
-    const sql = `select ${columns.map(expr).join(", ")} from "${name}"`;
-    const reader = spawn("sqlite3", ["-csv", source, sql], { stdio: ["ignore", "pipe", "inherit"] });
-    const writer = spawn("psql", ["-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(server.port), "-U", server.user, "-d", db, "-c", `\\copy "${name}" (${cols.map((c) => `"${c}"`).join(", ")}) from stdin csv`], {
-      stdio: ["pipe", "inherit", "inherit"],
-      env,
-    });
-    reader.stdout.pipe(writer.stdin);
-    const code = await new Promise<number | null>((resolve) => writer.once("exit", resolve));
-    if (code !== 0) throw new Error(`plain COPY of ${name} failed`);
-  }
-  return (performance.now() - t0) / 1000;
+interface ShapeResult {
+  shape: Shape;
+  rows: number;
+  metrics: number;
+  loadavgBefore: string;
+  loadavgAfter: string;
+  results: Result[];
+  oursOverFloor?: number;
+  pgloaderOverOurs?: number;
 }
 
-async function main() {
-  const { values } = parseCli("bench:migrate", process.argv.slice(2), { metrics: { type: "string" }, "no-anchors": { type: "boolean" } });
-  if (values.help) {
-    process.stdout.write("Usage: npm run bench:migrate -- [--metrics 5000000] [--no-anchors]\n  --no-anchors  time only npm run migrate (while tuning it; the comparison needs the anchors)\n");
-    return;
-  }
-  const metrics = Number(values.metrics ?? 1_000_000);
-  if (!Number.isInteger(metrics) || metrics < 1) throw new UserError("--metrics must be a positive integer");
-  if (!initdbPath) throw new UserError("PostgreSQL 15 binaries not found (apt-get install postgresql-15)");
-  const tmp = makeTempDir("bench-migrate");
-  const server = await startPostgres();
-  try {
-    const source = join(tmp.dir, "mlflow.db");
-    process.stderr.write(`bench: inflating the fixture with ${metrics} metrics...\n`);
-    const { rows } = inflate(join(FIXTURES, "mlflow-small.sqlite"), source, metrics);
-    const all = spawnSync("sqlite3", [source, "select (select count(*) from metrics)"], { encoding: "utf8" });
-    process.stderr.write(`bench: source ready (${all.stdout.trim()} metrics); PostgreSQL at 127.0.0.1:${server.port} (fsync off in this throwaway cluster)\n`);
-    const results: Row[] = [];
-
-    // 1. Ours, as users run it.
-    await createMlflowDatabase(server, "ours");
-    const pwfile = join(tmp.dir, "pw");
-    (await import("node:fs")).writeFileSync(pwfile, server.password, { mode: 0o600 });
-    const to = `postgresql://${server.user}@127.0.0.1:${server.port}/ours`;
-    process.stderr.write("bench: npm run migrate...\n");
-    const ours = timed(process.execPath, ["--import", "tsx", "scripts/migrate.ts", "--from", source, "--to", to, "--password-file", pwfile, "--yes", "--json", "--no-artifacts"]);
-    if (ours.status !== 0) throw new UserError(`migrate failed: ${ours.stderr.trim().split("\n").slice(-3).join(" / ")}`);
-    const out = JSON.parse(ours.stdout);
-    const seq = await server.query<{ id: number }>(`insert into experiments (name) values ('bench-next') returning experiment_id as id`, [], "ours");
-    results.push({ method: "npm run migrate (verified, one transaction)", seconds: ours.seconds, rss: ours.rssKiB, note: `${out.verified.filter((v: { ok: boolean }) => v.ok).length}/${out.verified.length} tables verified; new experiment id ${seq.rows[0].id}` });
-
-    // 2. Plain streaming COPY with every key in place (not verified; sqlite3's CSV rounds some doubles).
-    if (values["no-anchors"]) {
-      // Tuning run: the anchors are left out (the table below says so).
-    } else if (findBinary("sqlite3") && findBinary("psql")) {
-      await createMlflowDatabase(server, "plain");
-      process.stderr.write("bench: plain COPY (sqlite3 | psql)...\n");
-      const secs = await plainCopy(server, "plain", source);
-      const next = await server.query<{ id: number }>(`select nextval('experiments_experiment_id_seq')::int as id`, [], "plain");
-      results.push({ method: "sqlite3 -csv | psql \\copy (keys in place)", seconds: secs, note: `no checks; sequence left at ${next.rows[0].id}` });
-    } else {
-      results.push({ method: "sqlite3 | psql COPY", seconds: NaN, note: "sqlite3 or psql not installed" });
+// Everything to undo on Ctrl-C: the running child, the cluster, the temp dir.
+const running = new Set<ChildProcess>();
+const cleanups: (() => Promise<void> | void)[] = [];
+let cleaning: Promise<void> | undefined;
+function cleanupAll(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const c of running) {
+      try {
+        process.kill(-c.pid!, "SIGTERM"); // its process group: /usr/bin/time does not pass SIGTERM on to the command
+      } catch {
+        // already gone
+      }
     }
+    for (const f of cleanups.reverse()) await Promise.resolve(f()).catch(() => {});
+  })();
+  return cleaning;
+}
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.once(sig, () => {
+    process.stderr.write(`\nbench: ${sig}: stopping PostgreSQL and removing the temp files...\n`);
+    void cleanupAll().finally(() => process.exit(130));
+  });
+}
 
+const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+
+/** Runs a command (under /usr/bin/time when installed); wall seconds and peak RSS (KiB, the largest process). */
+function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ seconds: number; rssKiB?: number; stdout: string; stderr: string; status: number | null }> {
+  const hasTime = !!findBinary("time", ["/usr/bin"]);
+  const t0 = performance.now();
+  const options = { cwd: ROOT, env, detached: true }; // a process group of its own, ended as one on Ctrl-C
+  const child = hasTime ? spawn("/usr/bin/time", ["-f", "RSSKIB=%M", cmd, ...args], options) : spawn(cmd, args, options);
+  running.add(child);
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.on("data", (d) => (stdout += d));
+  child.stderr!.on("data", (d) => (stderr += d));
+  return new Promise((resolve) =>
+    child.once("close", (status) => {
+      running.delete(child);
+      const m = /RSSKIB=(\d+)/.exec(stderr);
+      resolve({ seconds: (performance.now() - t0) / 1000, rssKiB: m ? Number(m[1]) : undefined, stdout, stderr, status });
+    }),
+  );
+}
+
+async function settingsOf(server: TestPostgres): Promise<Record<string, string>> {
+  const r = await server.query<{ name: string; setting: string; unit: string | null }>(`select name, setting, unit from pg_settings where name = any($1)`, [SHOWN]);
+  const out: Record<string, string> = {};
+  for (const name of SHOWN) {
+    const row = r.rows.find((x) => x.name === name);
+    if (!row) continue;
+    const n = Number(row.setting);
+    out[name] = row.unit === "8kB" ? `${(n * 8) / 1024}MB` : row.unit === "kB" ? `${n / 1024}MB` : row.unit === "MB" ? `${n}MB` : row.setting;
+  }
+  return out;
+}
+
+async function floor(server: TestPostgres, source: string, dir: string): Promise<Result> {
+  await createMlflowDatabase(server, "floor");
+  const client = new pg.Client({ connectionString: server.url("floor") });
+  client.on("error", () => {}); // the server going away (Ctrl-C) surfaces as a failed query, not an uncaught error
+  await client.connect();
+  const src = openSource(source);
+  try {
+    const catalog = await readCatalog(client);
+    process.stderr.write("bench: floor: writing the COPY files (not timed)...\n");
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    chmodSync(dir, 0o755);
+    const files = writeFloorFiles(src, catalog, dir);
+    process.stderr.write("bench: floor: server-side COPY FREEZE, keys, indexes, foreign keys...\n");
+    const t0 = performance.now();
+    const phases = await loadFloor(client, catalog, files);
+    const seconds = (performance.now() - t0) / 1000;
+    return { method: "floor: server-side COPY FREEZE + same keys", seconds, note: `${files.length} tables from files, one transaction`, phases };
+  } finally {
+    src.close();
+    await client.end();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function runShape(server: TestPostgres, tmp: string, shape: Shape, metrics: number, opts: { anchors: boolean; cpuProf?: string }): Promise<ShapeResult> {
+  const source = join(tmp, `mlflow-${shape}.db`);
+  process.stderr.write(`bench: ${shape}: inflating the fixture with ${metrics} metrics...\n`);
+  const { rows } = inflate(join(FIXTURES, "mlflow-small.sqlite"), source, metrics, shape);
+  const loadavgBefore = loadavg();
+  const results: Result[] = [];
+
+  // 1. Ours, as users run it.
+  await createMlflowDatabase(server, "ours");
+  const pwfile = join(tmp, "pw");
+  writeFileSync(pwfile, server.password, { mode: 0o600 });
+  const to = `postgresql://${server.user}@127.0.0.1:${server.port}/ours`;
+  process.stderr.write(`bench: ${shape}: npm run migrate...\n`);
+  const prof = opts.cpuProf ? ["--cpu-prof", "--cpu-prof-dir", opts.cpuProf] : [];
+  const ours = await timed(process.execPath, [...prof, "--import", "tsx", "scripts/migrate.ts", "--from", source, "--to", to, "--password-file", pwfile, "--yes", "--json", "--no-artifacts"]);
+  if (ours.status !== 0) throw new UserError(`migrate failed: ${ours.stderr.trim().split("\n").slice(-3).join(" / ")}`);
+  const out = JSON.parse(ours.stdout);
+  const verified = out.verified.filter((v: { ok: boolean }) => v.ok).length;
+  results.push({ method: "npm run migrate (verified, one transaction)", seconds: ours.seconds, rssKiB: ours.rssKiB, note: `${verified}/${out.verified.length} tables verified`, phases: out.phases });
+  await server.query(`drop database ours with (force)`);
+
+  if (opts.anchors) {
+    // 2. The floor.
+    results.push(await floor(server, source, join(tmp, "floor")));
+    await server.query(`drop database floor with (force)`);
     // 3. pgloader's data-only recipe.
     const pgloader = findBinary("pgloader");
-    if (values["no-anchors"]) {
-      // see above
-    } else if (pgloader) {
+    if (pgloader) {
       await createMlflowDatabase(server, "pgloader");
       await server.query("truncate experiments, workspaces cascade", [], "pgloader");
-      const load = join(tmp.dir, "load.pgl");
-      (await import("node:fs")).writeFileSync(
+      const load = join(tmp, "load.pgl");
+      writeFileSync(
         load,
         `LOAD DATABASE FROM sqlite://${source} INTO postgresql://${server.user}@127.0.0.1:${server.port}/pgloader
          WITH data only, truncate, reset no sequences EXCLUDING TABLE NAMES LIKE 'alembic_version';\n`,
       );
-      process.stderr.write("bench: pgloader...\n");
-      const r = timed(pgloader, [load], { ...process.env, PGPASSWORD: server.password });
-      results.push({ method: "pgloader data-only recipe", seconds: r.seconds, rss: r.rssKiB, note: r.status === 0 ? "sequences not reset" : `failed (${r.status})` });
+      process.stderr.write(`bench: ${shape}: pgloader...\n`);
+      const r = await timed(pgloader, [load], { ...process.env, PGPASSWORD: server.password });
+      results.push({ method: "pgloader data-only recipe", seconds: r.seconds, rssKiB: r.rssKiB, note: r.status === 0 ? "keys in place, no checks, sequences not reset" : `failed (${r.status})` });
+      await server.query(`drop database pgloader with (force)`);
     } else {
       results.push({ method: "pgloader data-only recipe", seconds: NaN, note: "pgloader not installed (apt-get install pgloader)" });
     }
+  }
+  rmSync(source, { force: true });
+  const sec = (prefix: string) => results.find((r) => r.method.startsWith(prefix))?.seconds ?? NaN;
+  const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) ? a / b : undefined);
+  return {
+    shape,
+    rows: out.plan.totalRows,
+    metrics,
+    loadavgBefore,
+    loadavgAfter: loadavg(),
+    results,
+    oursOverFloor: ratio(sec("npm run migrate"), sec("floor")),
+    pgloaderOverOurs: ratio(sec("pgloader"), sec("npm run migrate")),
+  };
+}
 
-    const total = out.plan.totalRows as number;
-    process.stdout.write(`\nMigrating ${total.toLocaleString("en-US")} rows (${metrics.toLocaleString("en-US")} generated metrics + the fixture), ${rows} in the big tables\n\n`);
-    process.stdout.write(`${"method".padEnd(46)} ${"wall s".padStart(8)} ${"rows/s".padStart(10)} ${"peak RSS".padStart(10)}  note\n`);
-    for (const r of results) {
-      const rate = Number.isNaN(r.seconds) ? "-" : Math.round(total / r.seconds).toLocaleString("en-US");
-      const rss = r.rss ? `${Math.round(r.rss / 1024)} MiB` : "-";
-      process.stdout.write(`${r.method.padEnd(46)} ${(Number.isNaN(r.seconds) ? "-" : r.seconds.toFixed(1)).padStart(8)} ${rate.padStart(10)} ${rss.padStart(10)}  ${r.note}\n`);
+function print(s: ShapeResult) {
+  const w = (x: string) => process.stdout.write(x);
+  const what = s.shape === "long" ? "10 runs x 5 keys, long histories" : "many runs with short histories, params and tags";
+  w(`\n${s.shape}: ${s.rows.toLocaleString("en-US")} rows (${s.metrics.toLocaleString("en-US")} generated metrics, ${what}); loadavg ${s.loadavgBefore} -> ${s.loadavgAfter}\n\n`);
+  w(`${"method".padEnd(46)} ${"wall s".padStart(8)} ${"rows/s".padStart(10)} ${"peak RSS".padStart(10)}  note\n`);
+  for (const r of s.results) {
+    const rate = Number.isNaN(r.seconds) ? "-" : Math.round(s.rows / r.seconds).toLocaleString("en-US");
+    const rss = r.rssKiB ? `${Math.round(r.rssKiB / 1024)} MiB` : "-";
+    w(`${r.method.padEnd(46)} ${(Number.isNaN(r.seconds) ? "-" : r.seconds.toFixed(1)).padStart(8)} ${rate.padStart(10)} ${rss.padStart(10)}  ${r.note}\n`);
+  }
+  for (const r of s.results.filter((x) => x.phases)) {
+    w(`\n${r.method.split(":")[0]} by phase (wall s):\n`);
+    for (const p of r.phases!) if (p.seconds >= 0.05) w(`  ${p.phase.padEnd(44)} ${p.seconds.toFixed(1).padStart(8)}\n`);
+  }
+  if (s.oursOverFloor !== undefined) w(`\nours / floor: ${s.oursOverFloor.toFixed(2)} (goal: at most 1.25)\n`);
+  if (s.pgloaderOverOurs !== undefined) w(`pgloader / ours: ${s.pgloaderOverOurs.toFixed(2)} (goal: at least 2)\n`);
+}
+
+async function main() {
+  const { values } = parseCli("bench:migrate", process.argv.slice(2), {
+    metrics: { type: "string" },
+    shape: { type: "string" },
+    "fast-cluster": { type: "boolean" },
+    "no-anchors": { type: "boolean" },
+    "cpu-prof": { type: "string" },
+    json: { type: "boolean" },
+  });
+  if (values.help) return void process.stdout.write(USAGE);
+  const metrics = Number(values.metrics ?? 5_000_000);
+  if (!Number.isInteger(metrics) || metrics < 1) throw new UserError("--metrics must be a positive integer, e.g. --metrics 1000000");
+  const shapeArg = values.shape ?? "both";
+  if (!["long", "wide", "both"].includes(shapeArg)) throw new UserError(`--shape must be long, wide or both, got ${JSON.stringify(shapeArg)}`);
+  const shapes: Shape[] = shapeArg === "both" ? ["long", "wide"] : [shapeArg as Shape];
+  if (!initdbPath) throw new UserError("PostgreSQL 15 binaries not found (apt-get install postgresql-15)");
+  const fast = !!values["fast-cluster"];
+  const tmp = makeTempDir("bench-migrate");
+  chmodSync(tmp.dir, 0o755); // the floor's files are read by the server's OS user
+  cleanups.push(tmp.cleanup);
+  try {
+    const server = await startPostgres(fast ? {} : PRODUCTION_LIKE);
+    cleanups.push(() => server.stop());
+    const settings = await settingsOf(server);
+    const label = fast
+      ? "FAST THROWAWAY cluster (--fast-cluster: fsync, full_page_writes, synchronous_commit off; NOT what users migrate into)"
+      : "production-like cluster (the stack's db service: postgres image defaults; data checksums on as PostgreSQL 18's initdb does; these binaries are 15.x)";
+    const header = `PostgreSQL: ${label}\n  ${Object.entries(settings).map(([k, v]) => `${k}=${v}`).join(", ")}\nmachine: ${(await import("node:os")).availableParallelism()} cores, loadavg ${loadavg()}\n`;
+    if (!values.json) process.stdout.write(header);
+    const all: ShapeResult[] = [];
+    for (const shape of shapes) {
+      const r = await runShape(server, tmp.dir, shape, metrics, { anchors: !values["no-anchors"], cpuProf: values["cpu-prof"] ? resolve(values["cpu-prof"]) : undefined });
+      all.push(r);
+      if (!values.json) print(r);
     }
-    process.stdout.write(`\nnpm run migrate by phase (wall s; node startup and the summary make up the rest):\n`);
-    for (const p of out.phases as { phase: string; seconds: number }[]) process.stdout.write(`  ${p.phase.padEnd(44)} ${p.seconds.toFixed(1).padStart(8)}\n`);
-    const anchor = results.find((r) => r.method.startsWith("pgloader"));
-    if (anchor && !Number.isNaN(anchor.seconds)) {
-      process.stdout.write(`\nmigrate / pgloader wall time: ${(ours.seconds / anchor.seconds).toFixed(2)} (goal: at most 0.50)\n`);
-    }
+    if (values.json) process.stdout.write(JSON.stringify({ cluster: fast ? "fast" : "production-like", settings, shapes: all }, null, 2) + "\n");
   } finally {
-    await server.stop();
-    tmp.cleanup();
+    await cleanupAll();
   }
 }
 

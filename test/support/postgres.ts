@@ -27,11 +27,19 @@ export interface TestPostgres {
   stop(): Promise<void>;
 }
 
-/**
- * `durable`: run with PostgreSQL's production defaults (fsync, full_page_writes, synchronous_commit on), for
- * benchmarks; tests keep the fast settings.
- */
-export async function startPostgres({ durable = false }: { durable?: boolean } = {}): Promise<TestPostgres> {
+export interface StartPostgresOptions {
+  /**
+   * Run with PostgreSQL's production defaults (fsync, full_page_writes, synchronous_commit on), for benchmarks; tests
+   * keep the fast settings.
+   */
+  durable?: boolean;
+  /** initdb --data-checksums (PostgreSQL 18's initdb default; 15's is off). */
+  dataChecksums?: boolean;
+  /** More server settings (`-c name=value`), applied after the fast/durable ones. */
+  settings?: Record<string, string>;
+}
+
+export async function startPostgres({ durable = false, dataChecksums = false, settings = {} }: StartPostgresOptions = {}): Promise<TestPostgres> {
   if (!initdbPath) throw new Error("initdb not found (apt-get install postgresql-15)");
   const bin = join(initdbPath, "..");
   const { dir, cleanup } = makeTempDir("pg");
@@ -47,10 +55,11 @@ export async function startPostgres({ durable = false }: { durable?: boolean } =
       ? execFileSync("runuser", ["-u", "postgres", "--", cmd, ...args], { stdio: "pipe" })
       : execFileSync(cmd, args, { stdio: "pipe" });
   if (asPostgres.length) execFileSync("chown", ["-R", "postgres", dir]);
-  run(join(bin, "initdb"), ["-D", data, "-U", user, `--pwfile=${pwfile}`, "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C.UTF-8"]);
+  run(join(bin, "initdb"), ["-D", data, "-U", user, `--pwfile=${pwfile}`, "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C.UTF-8", ...(dataChecksums ? ["--data-checksums"] : [])]);
   const port = await freePort();
   const fast = durable ? [] : ["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"];
-  const args = ["-D", data, "-p", String(port), "-h", "127.0.0.1", "-k", dir, ...fast];
+  const extra = Object.entries(settings).flatMap(([k, v]) => ["-c", `${k}=${v}`]);
+  const args = ["-D", data, "-p", String(port), "-h", "127.0.0.1", "-k", dir, ...fast, ...extra];
   const proc = asPostgres.length
     ? startProcess("runuser", ["-u", "postgres", "--", join(bin, "postgres"), ...args])
     : startProcess(join(bin, "postgres"), args);

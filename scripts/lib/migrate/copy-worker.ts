@@ -1,8 +1,5 @@
-// A worker thread of copy.ts, on its own read-only connection. Two jobs:
-//  - a rowid range (--workers): encodes the rows (COPY text + row hashes, RowEncoder) and posts 256 KiB chunks back,
-//    never more ahead than its credits allow;
-//  - the checksum only (no range): hashes every row of the table, in whatever order SQLite reads it fastest, while the
-//    main thread streams the COPY text.
+// A worker thread of copy.ts (--workers), on its own read-only connection: encodes the rows of a rowid range (COPY text
+// + row hashes, RowEncoder) and posts 256 KiB chunks back, never more ahead than its credits allow.
 import Database from "./sqlite.ts";
 import { parentPort, workerData } from "node:worker_threads";
 import { UserError } from "../cli.ts";
@@ -15,7 +12,7 @@ const input = workerData as WorkerInput;
 const post = (m: WorkerMessage, transfer: ArrayBuffer[] = []) => parentPort!.postMessage(m, transfer);
 
 function send(text: string, rows: number) {
-  const credits = input.credits!;
+  const credits = input.credits;
   while (Atomics.load(credits, 0) <= 0) Atomics.wait(credits, 0, 0, 1000);
   Atomics.sub(credits, 0, 1);
   const bytes = Buffer.from(text, "utf8");
@@ -29,24 +26,19 @@ try {
   db.defaultSafeIntegers(true);
   const names = input.columns.map((c) => quoteSqlite(c.name)).join(", ");
   const enc = new RowEncoder(input.table, input.columns, input.rowHash);
-  if (input.range) {
-    const stmt = db.prepare(`select ${names} from ${quoteSqlite(input.table)} where rowid >= ? and rowid < ?`).raw(true);
-    let buf = "";
-    let pending = 0;
-    for (const row of stmt.iterate(BigInt(input.range[0]), BigInt(input.range[1])) as IterableIterator<SqliteValue[]>) {
-      buf += enc.line(row);
-      pending++;
-      if (buf.length >= CHUNK) {
-        send(buf, pending);
-        buf = "";
-        pending = 0;
-      }
+  const stmt = db.prepare(`select ${names} from ${quoteSqlite(input.table)} where rowid >= ? and rowid < ?`).raw(true);
+  let buf = "";
+  let pending = 0;
+  for (const row of stmt.iterate(BigInt(input.range[0]), BigInt(input.range[1])) as IterableIterator<SqliteValue[]>) {
+    buf += enc.line(row);
+    pending++;
+    if (buf.length >= CHUNK) {
+      send(buf, pending);
+      buf = "";
+      pending = 0;
     }
-    if (buf) send(buf, pending);
-  } else {
-    const stmt = db.prepare(`select ${names} from ${quoteSqlite(input.table)}`).raw(true);
-    for (const row of stmt.iterate() as IterableIterator<SqliteValue[]>) enc.hash(row);
   }
+  if (buf) send(buf, pending);
   db.close();
   post({ type: "done", rows: enc.rows, sum: enc.sum.value().toString() });
 } catch (error) {

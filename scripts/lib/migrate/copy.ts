@@ -1,7 +1,7 @@
 // Copies one table: streams the SQLite rows through COPY ... FROM STDIN (binary format when every column's type allows,
 // see binary.ts; else text) and, from the same source values, computes the order-independent checksum that verify.ts
-// compares with PostgreSQL's own. For a big table the checksum is computed by a worker thread reading the same
-// snapshot in parallel (copy-worker.ts), so this thread only reads and encodes.
+// compares with PostgreSQL's own, in the same thread. (A worker thread computing the checksum in parallel was measured
+// and removed: on 2 cores it competes with the server for the CPU and made the copy no faster.)
 import type Database from "./sqlite.ts";
 import { createHash } from "node:crypto";
 import { once } from "node:events";
@@ -14,7 +14,7 @@ import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { UserError } from "../cli.ts";
 import { canonicalField, converterFor, type Converter, type Kind, type SqliteValue } from "./convert.ts";
-import { HashSum } from "./rowhash.ts";
+import { CanonicalRow, HashSum } from "./rowhash.ts";
 import { BinaryRows, binaryWriter, type BinaryWriter } from "./binary.ts";
 import { quoteSqlite, sqliteFailure } from "./source.ts";
 import type { TargetColumn, TargetTable } from "./target.ts";
@@ -61,6 +61,8 @@ export class RowEncoder {
   private readonly convs: Converter[];
   private readonly fields: string[];
   private readonly md5: boolean;
+  private readonly float8: boolean[];
+  private readonly canon = new CanonicalRow();
   readonly sum = new HashSum();
   rows = 0;
 
@@ -68,6 +70,7 @@ export class RowEncoder {
     this.convs = columns.map((c) => converterFor(c.kind, () => `${table}.${c.name}`));
     this.fields = new Array(columns.length);
     this.md5 = rowHash === "md5";
+    this.float8 = columns.map((c) => c.kind === "float8");
   }
 
   /** The row's COPY line (with its newline); adds the row's hash to the checksum. */
@@ -104,6 +107,20 @@ export class RowEncoder {
   /** Adds the row's hash to the checksum only (no COPY line). */
   hash(row: SqliteValue[]) {
     const { convs } = this;
+    if (!this.md5) {
+      // The same canonical bytes as below, written in place (rowhash.ts: CanonicalRow).
+      const c = this.canon;
+      c.pos = 0;
+      for (let i = 0; i < convs.length; i++) {
+        const v = row[i];
+        if (v === null) c.null();
+        else if (this.float8[i] && typeof v === "number") c.float8(v);
+        else c.text(convs[i].canonical(v));
+      }
+      this.sum.addBytes(c.buf, c.pos);
+      this.rows++;
+      return;
+    }
     let canon = "";
     for (let i = 0; i < convs.length; i++) {
       const v = row[i];
@@ -133,12 +150,17 @@ export async function copyTable(opts: {
   rowHash: RowHash;
   /**
    * Worker threads encoding a big table in rowid ranges (text format); 0 (the default) = read in this thread, in
-   * primary-key order, binary format, with one checksum worker. Measured on a busy 2-core machine the range workers
+   * primary-key order, binary format. Measured on a busy 2-core machine the range workers
    * did not pay off (the copy was not faster; rowid order makes the key build slower; each worker adds ~90 MB RSS), so
    * they are opt-in (--workers) for machines with idle cores.
    */
   workers?: number;
   onProgress?: (p: CopyProgress) => void;
+  /**
+   * Read in pages by primary key (readRows; default true). False when a key column holds text that is not valid UTF-8
+   * (--replace-invalid-text): the value read is not the one stored, so it cannot be the next page's lower bound.
+   */
+  paged?: boolean;
 }): Promise<Checksum> {
   const { client, db, table, total, onProgress } = opts;
   const cols = sharedColumns(table, opts.sourceColumns);
@@ -161,21 +183,12 @@ export async function copyTable(opts: {
     if (failed) throw failed;
     if (!stream.write(chunk)) await Promise.race([once(stream, "drain"), finished]);
   };
-  // Not split in ranges: a big table's checksum is computed by a worker thread reading the same snapshot, while this
-  // thread reads in key order and streams the COPY text (measured: hashing is a third of this thread's work).
-  const checksumWorker = !ranges && total >= PARALLEL_ROWS && sameSnapshot(db) ? checksumInWorker(opts.sourcePath, table.name, cols, opts.rowHash) : undefined;
   let result: Checksum;
   try {
-    if (ranges) {
-      result = await copyParallel({ path: opts.sourcePath, table: table.name, columns: cols, rowHash: opts.rowHash, ranges, total, write, onProgress });
-    } else {
-      const copied = await copySerial(db, table.name, cols, opts.rowHash, total, write, onProgress, !checksumWorker, writers);
-      // The worker read the same snapshot; its row count must match what was copied (else the sum covers other rows).
-      result = checksumWorker ? await checksumWorker.result : copied;
-      if (result.rows !== copied.rows) throw new Error(`checksum worker read ${result.rows} rows of ${table.name}, the copy ${copied.rows}`);
-    }
+    result = ranges
+      ? await copyParallel({ path: opts.sourcePath, table: table.name, columns: cols, rowHash: opts.rowHash, ranges, total, write, onProgress })
+      : await copySerial(db, table.name, cols, opts.rowHash, total, write, onProgress, writers, opts.paged ?? true);
   } catch (error) {
-    await checksumWorker?.stop();
     stream.destroy();
     await finished.catch(() => {});
     throw sqliteFailure(opts.sourcePath, error) ?? error;
@@ -194,37 +207,75 @@ async function copySerial(
   total: number,
   write: (chunk: string | Buffer) => Promise<void>,
   onProgress: ((p: CopyProgress) => void) | undefined,
-  hash: boolean,
   writers: BinaryWriter[] | undefined,
+  paged: boolean,
 ): Promise<Checksum> {
-  const names = cols.map((c) => c.name);
-  const stmt = db.prepare(`select ${names.map(quoteSqlite).join(", ")} from ${quoteSqlite(table)}${keyOrder(db, table, names)}`).raw(true);
   const enc = new RowEncoder(table, cols, rowHash);
+  const rows = readRows(db, table, cols.map((c) => c.name), { paged });
   if (writers) {
     const bin = new BinaryRows(writers);
     let chunks = 0;
-    for (const row of stmt.iterate() as IterableIterator<SqliteValue[]>) {
-      if (hash) enc.hash(row);
-      const chunk = bin.add(row);
-      if (chunk) {
-        await write(chunk);
-        if ((++chunks & 7) === 0) onProgress?.({ table, done: bin.rows, total });
+    for (const page of rows) {
+      for (const row of page) {
+        enc.hash(row);
+        const chunk = bin.add(row);
+        if (chunk) {
+          await write(chunk);
+          if ((++chunks & 7) === 0) onProgress?.({ table, done: bin.rows, total });
+        }
       }
     }
     await write(bin.end());
-    return { rows: bin.rows, sum: hash ? enc.sum.value().toString() : "0" };
+    return { rows: bin.rows, sum: enc.sum.value().toString() };
   }
   let buf = "";
-  for (const row of stmt.iterate() as IterableIterator<SqliteValue[]>) {
-    buf += hash ? enc.line(row) : enc.copyLine(row);
-    if (buf.length >= CHUNK) {
-      await write(buf);
-      buf = "";
-      if ((enc.rows & 0x3fff) === 0) onProgress?.({ table, done: enc.rows, total });
+  for (const page of rows) {
+    for (const row of page) {
+      buf += enc.line(row);
+      if (buf.length >= CHUNK) {
+        await write(buf);
+        buf = "";
+        if ((enc.rows & 0x3fff) === 0) onProgress?.({ table, done: enc.rows, total });
+      }
     }
   }
   if (buf) await write(buf);
   return { rows: enc.rows, sum: enc.sum.value().toString() };
+}
+
+/** Rows per page of readRows. */
+export const PAGE_ROWS = 1024;
+
+/**
+ * The rows of `table` (the given columns, raw arrays), in pages. In primary-key order when SQLite has it for free
+ * (keyOrder), read PAGE_ROWS at a time by key ("where (pk) > (last page's last key) order by pk limit N"): one call into
+ * SQLite per page instead of one per row of a long iterate(). A table without such an order, or `paged: false`, is
+ * read by one iterate() (yielded in pages all the same).
+ */
+export function* readRows(db: Database.Database, table: string, columns: string[], { paged = true, pageRows = PAGE_ROWS }: { paged?: boolean; pageRows?: number } = {}): Generator<SqliteValue[][]> {
+  const order = keyOrder(db, table, columns);
+  const select = `select ${columns.map(quoteSqlite).join(", ")} from ${quoteSqlite(table)}`;
+  const pk = order ? (db.prepare(`select name from pragma_table_info(?) where pk > 0 order by pk`).pluck().all(table) as string[]) : [];
+  // The key's positions among the columns read (every key column must be read: the covering index holds them).
+  const at = pk.map((k) => columns.indexOf(k));
+  if (!paged || !order || at.some((i) => i < 0)) {
+    let page: SqliteValue[][] = [];
+    for (const row of db.prepare(select + order).raw(true).iterate() as IterableIterator<SqliteValue[]>) {
+      page.push(row);
+      if (page.length === pageRows) (yield page), (page = []);
+    }
+    if (page.length) yield page;
+    return;
+  }
+  const first = db.prepare(`${select}${order} limit ${pageRows}`).raw(true);
+  const next = db.prepare(`${select} where (${pk.map(quoteSqlite).join(", ")}) > (${pk.map(() => "?").join(", ")})${order} limit ${pageRows}`).raw(true);
+  let page = first.all() as SqliteValue[][];
+  while (page.length) {
+    yield page;
+    if (page.length < pageRows) return;
+    const last = page[page.length - 1];
+    page = next.all(...at.map((i) => last[i])) as SqliteValue[][];
+  }
 }
 
 /** The binary writer of every column (binary.ts), or undefined when one of them must go as text. */
@@ -244,21 +295,6 @@ function binaryWriters(table: string, cols: TargetColumn[]): BinaryWriter[] | un
  */
 function sameSnapshot(db: Database.Database): boolean {
   return String(db.pragma("journal_mode", { simple: true })).toLowerCase() !== "wal";
-}
-
-/** Starts a worker thread computing the checksum of `table` (copy-worker.ts without a range). */
-function checksumInWorker(path: string, table: string, columns: TargetColumn[], rowHash: RowHash): { result: Promise<Checksum>; stop(): Promise<void> } {
-  const w = startWorker({ path, table, columns: columns.map((c) => ({ name: c.name, kind: c.kind })), rowHash });
-  const result = new Promise<Checksum>((resolve, reject) => {
-    w.on("message", (m: WorkerMessage) => {
-      if (m.type === "done") resolve({ rows: m.rows, sum: m.sum });
-      else if (m.type === "error") reject(m.user ? new UserError(m.message) : Object.assign(new Error(m.message), { code: m.code }));
-    });
-    w.on("error", reject);
-    w.on("exit", (code) => reject(new Error(`checksum worker for ${table} exited with ${code}`)));
-  });
-  result.catch(() => {}); // observed by the caller
-  return { result, stop: async () => void (await w.terminate()) };
 }
 
 /**
@@ -291,6 +327,11 @@ async function copyParallel(o: {
   total: number;
   write: (chunk: Buffer) => Promise<void>;
   onProgress?: (p: CopyProgress) => void;
+  /**
+   * Read in pages by primary key (readRows; default true). False when a key column holds text that is not valid UTF-8
+   * (--replace-invalid-text): the value read is not the one stored, so it cannot be the next page's lower bound.
+   */
+  paged?: boolean;
 }): Promise<Checksum> {
   let rows = 0;
   let sum = 0n;
@@ -349,9 +390,9 @@ export interface WorkerInput {
   table: string;
   columns: { name: string; kind: Kind }[];
   rowHash: RowHash;
-  /** The rowid range to encode; none = compute the checksum of the whole table only. */
-  range?: [string, string];
-  credits?: Int32Array;
+  /** The rowid range to encode. */
+  range: [string, string];
+  credits: Int32Array;
 }
 
 export type WorkerMessage =

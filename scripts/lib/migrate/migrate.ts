@@ -10,6 +10,7 @@ import { openSource, type Source } from "./source.ts";
 import { APPLICATION_NAME, connectTarget, otherSessions, readCatalog, redactUrl, smokeLeftovers, targetAlembicVersion, targetFailure, userData, type Catalog } from "./target.ts";
 import { chooseRowHash, compare, targetChecksum, type VerifiedTable } from "./verify.ts";
 import { rewriteLocations, type LocationRewrite } from "./locations.ts";
+import { indexBuildSettings } from "./index-build.ts";
 import { describeBadText, findBadText, type BadText } from "./text-check.ts";
 
 export type MigrateEvent =
@@ -218,11 +219,6 @@ async function copyAll(client: pg.Client, source: Source, catalog: Catalog, plan
   await q("begin");
   try {
     await q(`set local lock_timeout = ${Math.max(1, Math.round(opts.lockTimeoutMs ?? 10_000))}`);
-    // PostgreSQL's memory for the index builds (not this process'; shared by the parallel workers of a btree build).
-    // More is slower here: sorting in many cache-sized runs beats one huge in-memory sort. Measured on MLflow's three
-    // metrics indexes over 5M rows (2 cores, 2 parallel workers): 256MB 24.3 s, 128MB 15-19 s, 64MB 15.8-16.6 s,
-    // 16MB 16.4 s.
-    await q("set local maintenance_work_mem = '64MB'");
     const list = [...loaded].map((t) => catalog.tables.get(t)!.qualified).join(", ");
     emit({ type: "phase", message: "locking the target tables" });
     await phase("lock and check", async () => {
@@ -275,6 +271,7 @@ async function copyAll(client: pg.Client, source: Source, catalog: Catalog, plan
           freeze: true,
           rowHash,
           workers: opts.workers,
+          paged: !plan.invalidText.some((b) => b.table === table),
           onProgress: (p) => emit({ type: "table-progress", ...p }),
         }),
       );
@@ -286,8 +283,14 @@ async function copyAll(client: pg.Client, source: Source, catalog: Catalog, plan
 
     emit({ type: "phase", message: `building ${keys.length} keys and ${indexes.length} indexes` });
     await phase("build keys and indexes", async () => {
-      for (const k of keys) await q(k.create);
-      for (const i of indexes) await q(i.create);
+      for (const k of keys) {
+        for (const s of await indexBuildSettings(client, qt(k.table))) await q(s);
+        await q(k.create);
+      }
+      for (const i of indexes) {
+        for (const s of await indexBuildSettings(client, qt(i.table))) await q(s);
+        await q(i.create);
+      }
     });
     emit({ type: "phase", message: `validating ${fks.length} foreign keys` });
     await phase("validate foreign keys", async () => {
