@@ -11,6 +11,7 @@ import { hashing, DUMP } from "./lib/backup/store.ts";
 import { progressPrinter } from "./lib/backup/report.ts";
 import { smokeStack } from "./lib/backup/smoke.ts";
 import { checkVersions, plan, runUpgrade } from "./lib/upgrade/upgrade.ts";
+import { missingSecretFiles } from "./lib/stack-secrets.ts";
 
 // The AWS SDK warns about Node < 22 on stderr (about its future releases, not this run): keep errors to one line.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
@@ -52,6 +53,8 @@ async function main(): Promise<number> {
   const dir = process.cwd();
   const from = envFile(dir).MLFLOW_VERSION;
   checkVersions(from, values.to);
+  const missing = missingSecretFiles(dir);
+  if (missing.length) throw new UserError(`${missing.join(", ")} ${missing.length > 1 ? "are" : "is"} missing (a newer stack mounts ${missing.length > 1 ? "them" : "it"}): run npm run bootstrap first — it adds new secrets and changes nothing that exists`);
   const withBackup = !values["no-backup"];
   const backupTo = values["backup-to"] ?? "backups/";
   const steps = plan(from!, values.to, withBackup, backupTo);

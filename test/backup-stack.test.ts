@@ -2,7 +2,7 @@
 // REAL servers: the forwarder's ports are a real PostgreSQL and a real S3 server, `docker compose exec db pg_dump|psql`
 // runs the real programs against that PostgreSQL, and the smoke checks go to the MLflow double.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -113,6 +113,18 @@ describe.skipIf(!initdbPath)("backup, restore and upgrade of the local stack (fa
     const junk = await cli("upgrade", dir, fake.path, ["--to", "latest", "--yes"]);
     expect(junk.stderr.trim()).toBe('upgrade: --to "latest" is not an MLflow version (like 3.19.0)');
     expect(fake.calls()).toEqual([]);
+  });
+
+  it("upgrade refuses, before any docker call, when the compose files mount a secret bootstrap has not written yet", async () => {
+    const { dir, fake } = await stack("upsecrets");
+    for (const file of ["compose.yml", "compose.nginx.yml"]) copyFileSync(join(ROOT, file), join(dir, file));
+    // Written by an older bootstrap: everything but the secrets added since (MLflow's S3 key, Caddy's user guard).
+    for (const name of ["proxy_users.caddy", "proxy_users.htpasswd"]) writeFileSync(join(dir, "secrets", name), "", { mode: 0o600 });
+    const r = await cli("upgrade", dir, fake.path, ["--to", "3.12.0", "--yes"]);
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim().split("\n")).toEqual(["upgrade: secrets/mlflow_s3_secret_key, secrets/proxy_users.caddy_guard are missing (a newer stack mounts them): run npm run bootstrap first — it adds new secrets and changes nothing that exists"]);
+    expect(fake.calls()).toEqual([]);
+    expect(readFileSync(join(dir, ".env"), "utf8")).toMatch(/^MLFLOW_VERSION=3\.11\.2$/m);
   });
 
   it("upgrade: build, stop, backup, db-upgrade, start, smoke, then MLFLOW_VERSION in .env", async () => {
