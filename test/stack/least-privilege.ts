@@ -2,23 +2,10 @@
 // no other bucket, no bucket creation, no admin API. Run by the stack test against the running S3 server.
 import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3ServiceException } from "@aws-sdk/client-s3";
 import { SignatureV4 } from "@smithy/signature-v4";
-import { createHash, createHmac, randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { s3Client, type S3Endpoint } from "../../scripts/lib/s3-client.ts";
+import { Sha256 } from "./stand-ins/programs/sha256.ts";
 
-const toBytes = (data: string | ArrayBuffer | ArrayBufferView): string | Uint8Array =>
-  typeof data === "string" ? data : data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-class Sha256 {
-  private hash;
-  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
-    this.hash = secret === undefined ? createHash("sha256") : createHmac("sha256", toBytes(secret));
-  }
-  update(data: string | ArrayBuffer | ArrayBufferView) {
-    this.hash.update(toBytes(data));
-  }
-  async digest() {
-    return new Uint8Array(this.hash.digest());
-  }
-}
 
 /** Status of a SigV4-signed GET on the server's admin API (MinIO/Silo: /minio/admin/v3/...). */
 async function adminStatus(target: S3Endpoint & { endpoint: string }, path: string): Promise<number> {

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import type pg from "pg";
 import { BinaryRows, binaryWriter, type BinaryWriter } from "./binary.ts";
 import { readRows, RowEncoder, sharedColumns } from "./copy.ts";
-import { indexBuildSettings } from "./index-build.ts";
+import { buildKeysAndIndexes } from "./index-build.ts";
 import type { Source } from "./source.ts";
 import type { Catalog } from "./target.ts";
 
@@ -100,14 +100,7 @@ export async function loadFloor(client: pg.Client, catalog: Catalog, files: Floo
       }
     });
     await phase("build keys and indexes", async () => {
-      for (const k of keys) {
-        for (const s of await indexBuildSettings(client, qt(k.table))) await q(s);
-        await q(k.create);
-      }
-      for (const i of indexes) {
-        for (const s of await indexBuildSettings(client, qt(i.table))) await q(s);
-        await q(i.create);
-      }
+      await buildKeysAndIndexes(client, keys, indexes, qt);
     });
     await phase("add foreign keys", async () => {
       for (const fk of catalog.foreignKeys) await q(fk.create);

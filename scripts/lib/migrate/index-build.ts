@@ -13,3 +13,11 @@ export async function indexBuildSettings(_client: pg.Client, _table: string): Pr
   // and fewer workers were slower, so the server's own max_parallel_maintenance_workers (default 2) is kept.
   return ["set local maintenance_work_mem = '64MB'"];
 }
+
+/** Builds the keys, then the indexes, each with indexBuildSettings first (migrate and the benchmark's floor alike). */
+export async function buildKeysAndIndexes(client: pg.Client, keys: { table: string; create: string }[], indexes: { table: string; create: string }[], quoteTable: (table: string) => string): Promise<void> {
+  for (const item of [...keys, ...indexes]) {
+    for (const s of await indexBuildSettings(client, quoteTable(item.table))) await client.query(s);
+    await client.query(item.create);
+  }
+}

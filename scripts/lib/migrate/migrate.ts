@@ -10,7 +10,7 @@ import { openSource, type Source } from "./source.ts";
 import { APPLICATION_NAME, connectTarget, otherSessions, readCatalog, redactUrl, smokeLeftovers, targetAlembicVersion, targetFailure, userData, type Catalog } from "./target.ts";
 import { chooseRowHash, compare, targetChecksum, type VerifiedTable } from "./verify.ts";
 import { rewriteLocations, type LocationRewrite } from "./locations.ts";
-import { indexBuildSettings } from "./index-build.ts";
+import { buildKeysAndIndexes } from "./index-build.ts";
 import { describeBadText, findBadText, type BadText } from "./text-check.ts";
 
 export type MigrateEvent =
@@ -283,14 +283,7 @@ async function copyAll(client: pg.Client, source: Source, catalog: Catalog, plan
 
     emit({ type: "phase", message: `building ${keys.length} keys and ${indexes.length} indexes` });
     await phase("build keys and indexes", async () => {
-      for (const k of keys) {
-        for (const s of await indexBuildSettings(client, qt(k.table))) await q(s);
-        await q(k.create);
-      }
-      for (const i of indexes) {
-        for (const s of await indexBuildSettings(client, qt(i.table))) await q(s);
-        await q(i.create);
-      }
+      await buildKeysAndIndexes(client, keys, indexes, qt);
     });
     emit({ type: "phase", message: `validating ${fks.length} foreign keys` });
     await phase("validate foreign keys", async () => {

@@ -11,11 +11,12 @@
 // The aliases live in $MC_CONFIG_DIR/config.json (default ~/.mc), mode 0600, as mc keeps them.
 import { CreateBucketCommand, HeadBucketCommand, ListBucketsCommand } from "@aws-sdk/client-s3";
 import { SignatureV4 } from "@smithy/signature-v4";
-import { createHash, createHmac } from "node:crypto";
+import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { s3Client } from "../../../../scripts/lib/s3-client.ts";
+import { Sha256 } from "./sha256.ts";
 
 interface Alias {
   url: string;
@@ -43,21 +44,6 @@ function target(arg: string | undefined) {
 }
 const reason = (error: unknown) => (error as { Code?: string; name?: string }).Code ?? (error as Error).name ?? String(error);
 
-const toBytes = (data: string | ArrayBuffer | ArrayBufferView): string | Uint8Array =>
-  typeof data === "string" ? data : data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-
-class Sha256 {
-  private hash;
-  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
-    this.hash = secret === undefined ? createHash("sha256") : createHmac("sha256", toBytes(secret));
-  }
-  update(data: string | ArrayBuffer | ArrayBufferView) {
-    this.hash.update(toBytes(data));
-  }
-  async digest() {
-    return new Uint8Array(this.hash.digest());
-  }
-}
 
 /** A signed call to the server's admin API; returns the parsed JSON answer or fails with the server's error code. */
 async function adminCall(aliasName: string, method: string, op: string, query: Record<string, string>, body?: unknown): Promise<Record<string, unknown>> {
