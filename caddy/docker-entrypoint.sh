@@ -17,7 +17,11 @@
 #   modules/caddyhttp/caddyauth/command.go). Caddy 2.6 has no such flag and always hashes at cost 14.
 # User guard: CADDY_GUARD_FILE as given, else built here from the users file in use (the file `npm run bootstrap`
 #   writes as secrets/proxy_users.caddy_guard, byte for byte: scripts/lib/caddy-user-guard.ts). It lets only requests
-#   that name a known user reach basicauth, which would check any other name against a cost-14 dummy hash.
+#   that name a known user reach basicauth, which would check any other name against a cost-14 dummy hash. With
+#   AUTH_USERNAME/AUTH_PASSWORD and a password that looks generated (cost 4 above), the request must also carry the
+#   password's first 3 characters (about 18 bits: a 24-character random password keeps >= 120), so a wrong password
+#   is as cheap as an unknown user; a password that fails the rule (cost 12) never gets a character into the guard.
+#   The rule is a heuristic: a human password that passes it already gets the low cost, which is the larger risk.
 # Listening: CADDY_SITE_ADDRESS as given, else ":$PORT" when the platform sets PORT, else the Caddyfile's ":80".
 # An address without a host name serves plain HTTP with no certificate: right where the platform terminates TLS.
 # MLFLOW_UPSTREAM (host:port of MLflow) and the other Caddyfile variables pass through unchanged.
@@ -73,6 +77,12 @@ users_from_environment() {
 	*) die "caddy hash-password did not print a bcrypt hash" ;;
 	esac
 	(umask 077 && printf '%s %s\n' "$AUTH_USERNAME" "$hash" >"$users_dir/users")
+	# The guard's password prefix: generated-looking passwords only (printf is a builtin: no argument shows it).
+	guard_user="$AUTH_USERNAME"
+	guard_password_prefix=""
+	if [ "$cost" = 4 ]; then
+		guard_password_prefix="$(printf '%s' "$AUTH_PASSWORD" | LC_ALL=C awk '{ print substr($0, 1, 3); exit }')"
+	fi
 	export CADDY_USERS_FILE="$users_dir/users"
 	unset AUTH_PASSWORD hash
 	log "user $AUTH_USERNAME from AUTH_USERNAME/AUTH_PASSWORD (hashed at start into $CADDY_USERS_FILE, $cost_note)"
@@ -105,9 +115,11 @@ bcrypt_cost_for_password() {
 
 # The guard file for the users file $1, exactly as scripts/lib/caddy-user-guard.ts writes it: a matcher for every
 # request whose Authorization is not "Basic " + the base64 of "<known user>:..." (see there for the why and how).
-# User names must be printable ASCII without ":" (bootstrap and AUTH_USERNAME allow less).
+# User names must be printable ASCII without ":" (bootstrap and AUTH_USERNAME allow less). The user $guard_user must
+# also send $guard_password_prefix (given to awk in its environment, not as an argument), unless that holds a byte
+# outside printable ASCII: then the user name only.
 caddy_guard_file() {
-	LC_ALL=C awk '
+	LC_ALL=C GUARD_USER="${guard_user:-}" GUARD_PASSWORD_PREFIX="${guard_password_prefix:-}" awk '
 		BEGIN {
 			A = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 			for (i = 32; i < 127; i++) ord[sprintf("%c", i)] = i
@@ -115,6 +127,8 @@ caddy_guard_file() {
 			# Powers of two without the power operator: busybox awk built without math support (as Debian builds it) lacks it.
 			p2[0] = 1
 			for (i = 1; i <= 16; i++) p2[i] = p2[i - 1] * 2
+			gu = ENVIRON["GUARD_USER"]; gp = ENVIRON["GUARD_PASSWORD_PREFIX"]
+			for (i = 1; i <= length(gp); i++) if (!(substr(gp, i, 1) in ord)) gp = ""
 		}
 		# The class of base64 characters with values lo..hi, as ranges within the runs A-Z, a-z, 0-9, +, /.
 		function cls(lo, hi,   out, k, f, t) {
@@ -127,13 +141,14 @@ caddy_guard_file() {
 			}
 			return "[" out "]"
 		}
-		function prefix(user,   s, n, i, c, acc, bits, v, out, lo) {
-			s = user ":"; n = length(s); acc = 0; bits = 0; out = ""
+		function prefix(user,   s, n, i, c, acc, bits, v, out, lo, ch) {
+			s = user ":" (user == gu && gu != "" ? gp : ""); n = length(s); acc = 0; bits = 0; out = ""
 			for (i = 1; i <= n; i++) {
 				c = substr(s, i, 1)
 				if (!(c in ord)) { bad = user; return "" }
 				acc = acc * 256 + ord[c]; bits += 8
-				while (bits >= 6) { bits -= 6; v = int(acc / p2[bits]); out = out substr(A, v + 1, 1); acc -= v * p2[bits] }
+				# "+" is a quantifier in a regex: "[+]" (no backslash, which CEL would read as an escape).
+				while (bits >= 6) { bits -= 6; v = int(acc / p2[bits]); ch = substr(A, v + 1, 1); out = out (ch == "+" ? "[+]" : ch); acc -= v * p2[bits] }
 			}
 			if (bits == 0) return out
 			lo = acc * p2[6 - bits]

@@ -12,7 +12,8 @@ const HELP = `Usage: npm run bootstrap -- [options]
 Creates .env from .env.example (only if .env is missing) and one file per secret in secrets/
 (postgres_password, minio_root_password, mlflow_s3_secret_key, proxy_password.<user>, proxy_users.caddy, proxy_users.htpasswd).
 An existing file is never overwritten: running it again changes nothing. proxy_users.caddy_guard (Caddy's check that
-a request names a known user) is rebuilt from proxy_users.caddy on every run.
+a request names a known user, and for a generated password starts with its first 3 characters) is rebuilt from
+proxy_users.caddy and the generated password files on every run.
 
 Options:
   --user NAME         proxy login user (default ${DEFAULT_USER}; 1-64 of a-z 0-9 . _ -); a new user is added

@@ -7,7 +7,8 @@ import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { caddyGuardFile } from "../scripts/lib/caddy-user-guard.ts";
+import { caddyGuardFile, userPrefixPattern } from "../scripts/lib/caddy-user-guard.ts";
+import { caddyGuardFor } from "../scripts/lib/bootstrap.ts";
 import { parseEnv } from "../scripts/lib/envfile.ts";
 import { bcryptCostFor } from "../scripts/lib/password-hashes.ts";
 import { estimateGuessesLog10 } from "../scripts/lib/passwords.ts";
@@ -234,7 +235,11 @@ describe("bootstrap: running again", () => {
     const before = snapshot(dir);
     const run = bootstrap(dir);
     expect(run.status).toBe(0);
-    expect(snapshot(dir)).toEqual(before);
+    // Only the guard, derived from the files: the password file no longer is the generated password of the Caddy
+    // hash, so the guard stops requiring its first characters (it must not lock out the login the hash still allows).
+    const after = snapshot(dir);
+    expect(Object.keys(after).filter((key) => before[key] !== after[key])).toEqual(["secrets/proxy_users.caddy_guard"]);
+    expect(read(dir, "proxy_users.caddy_guard")).toBe(caddyGuardFile(read(dir, "proxy_users.caddy")));
     for (const name of edited) expect(read(dir, name)).toBe("GARBAGE\n");
     // The Caddy line no longer matches the hand-edited password file: the user is told how to fix it.
     expect(run.stderr).toMatch(/does not match secrets\/proxy_password\.mlflow.*--rotate proxy:mlflow --password-stdin/);
@@ -274,8 +279,11 @@ describe("bootstrap: running again", () => {
   it("rebuilds the Caddy user guard from proxy_users.caddy on every run: created for an older install, repaired when edited", () => {
     bootstrapped();
     const guard = read(dir, "proxy_users.caddy_guard");
-    expect(guard).toBe(caddyGuardFile(read(dir, "proxy_users.caddy")));
-    expect(guard).toContain("bWxmbG93O[g-v]"); // base64 of "mlflow:" and the range of the next character
+    const mlflow = new Map([["mlflow", read(dir, "proxy_password.mlflow").slice(0, 3)]]);
+    // A generated password: the guard requires "mlflow:" and its first 3 characters (18 of its 240 bits).
+    expect(guard).toBe(caddyGuardFile(read(dir, "proxy_users.caddy"), mlflow));
+    expect(guard).toContain(`(?:${userPrefixPattern("mlflow", mlflow.get("mlflow"))})`);
+    expect(guard).not.toContain("bWxmbG93O[g-v]"); // base64 of "mlflow:" and the range of the next character only
     // An install from before the guard: it appears, and the user is told to recreate the proxy.
     rmSync(join(dir, "secrets", "proxy_users.caddy_guard"));
     let run = bootstrap(dir);
@@ -290,8 +298,40 @@ describe("bootstrap: running again", () => {
     run = bootstrap(dir);
     expect(run.status, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/updated +secrets\/proxy_users\.caddy_guard/);
-    expect(read(dir, "proxy_users.caddy_guard")).toBe(caddyGuardFile(read(dir, "proxy_users.caddy")));
-    expect(read(dir, "proxy_users.caddy_guard")).toContain("Ym9iO[g-v]");
+    // bob has no password file: his user name only.
+    expect(read(dir, "proxy_users.caddy_guard")).toBe(caddyGuardFile(read(dir, "proxy_users.caddy"), mlflow));
+    expect(read(dir, "proxy_users.caddy_guard")).toContain("|Ym9iO[g-v])");
+  });
+
+  it("guard: a chosen password never reaches it, a rotation to a generated one updates it, a deleted password file leaves the name only", () => {
+    bootstrapped();
+    const chosen = "Kettle-orbit-9-lantern-Quay";
+    let run = bootstrap(dir, ["--rotate", "proxy", "--password-stdin"], chosen);
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/updated +secrets\/proxy_users\.caddy_guard/);
+    let guard = read(dir, "proxy_users.caddy_guard");
+    expect(guard).toBe(caddyGuardFile(read(dir, "proxy_users.caddy")));
+    expect(guard).toContain("(?:bWxmbG93O[g-v])");
+    for (let k = 1; k <= 4; k++) expect(guard).not.toContain(userPrefixPattern("mlflow", chosen.slice(0, k)).slice(0, 10));
+    // Back to a generated password: the guard has its first characters again.
+    run = bootstrap(dir, ["--rotate", "proxy:mlflow"]);
+    expect(run.status, run.stderr).toBe(0);
+    const generated = read(dir, "proxy_password.mlflow");
+    expect(generated).toMatch(/^[A-Za-z0-9_-]{40}$/);
+    guard = read(dir, "proxy_users.caddy_guard");
+    expect(guard).toContain(`(?:${userPrefixPattern("mlflow", generated.slice(0, 3))})`);
+    // Another generated user whose password file is deleted by hand: that user falls back to the name only.
+    run = bootstrap(dir, ["--user", "alice"]);
+    expect(run.status, run.stderr).toBe(0);
+    const alice = read(dir, "proxy_password.alice");
+    expect(read(dir, "proxy_users.caddy_guard")).toContain(`|${userPrefixPattern("alice", alice.slice(0, 3))})`);
+    rmSync(join(dir, "secrets", "proxy_password.alice"));
+    run = bootstrap(dir);
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/updated +secrets\/proxy_users\.caddy_guard/);
+    expect(run.stdout).toContain("docker compose up -d --force-recreate proxy");
+    expect(read(dir, "proxy_users.caddy_guard")).toBe(caddyGuardFile(read(dir, "proxy_users.caddy"), new Map([["mlflow", generated.slice(0, 3)]])));
+    expect(read(dir, "proxy_users.caddy_guard")).toContain(`|${userPrefixPattern("alice")})`);
   });
 
   it("recreates a deleted Postgres password but warns that an existing database still has the old one", () => {
@@ -323,7 +363,8 @@ describe("bootstrap: running again", () => {
     const after = snapshot(dir);
     const changed = Object.keys({ ...before, ...after }).filter((key) => before[key] !== after[key]).sort();
     expect(changed).toEqual(["secrets/proxy_password.alice", "secrets/proxy_users.caddy", "secrets/proxy_users.caddy_guard", "secrets/proxy_users.htpasswd"]);
-    expect(read(dir, "proxy_users.caddy_guard")).toBe(caddyGuardFile(read(dir, "proxy_users.caddy")));
+    const prefixes = new Map(["mlflow", "alice"].map((user) => [user, read(dir, `proxy_password.${user}`).slice(0, 3)]));
+    expect(read(dir, "proxy_users.caddy_guard")).toBe(caddyGuardFile(read(dir, "proxy_users.caddy"), prefixes));
     const oldCaddy = readFileSync(join(dir, "secrets", "proxy_users.caddy"), "utf8");
     expect(oldCaddy.startsWith(userLine(dir, "proxy_users.caddy", "mlflow")!)).toBe(true);
     expectLoginWorks(dir, "mlflow", read(dir, "proxy_password.mlflow"));
@@ -355,7 +396,7 @@ describe("bootstrap: running again", () => {
         expect(userLine(dir, "proxy_users.htpasswd", user), `${user} in proxy_users.htpasswd, round ${round}`).toBeDefined();
       }
       expect(read(dir, "proxy_users.caddy").trimEnd().split("\n")).toHaveLength(everyone.length);
-      expect(read(dir, "proxy_users.caddy_guard"), `guard, round ${round}`).toBe(caddyGuardFile(read(dir, "proxy_users.caddy")));
+      expect(read(dir, "proxy_users.caddy_guard"), `guard, round ${round}`).toBe(caddyGuardFor(dir));
       expect(read(dir, "proxy_users.htpasswd").trimEnd().split("\n")).toHaveLength(everyone.length);
     }
     for (const user of ["mlflow", "r0u0", "r2u7"]) expectLoginWorks(dir, user, read(dir, `proxy_password.${user}`));
@@ -401,8 +442,10 @@ describe("bootstrap --rotate", () => {
     const before = snapshot(dir);
     const run = bootstrap(dir, ["--rotate", "proxy:mlflow"]);
     expect(run.status).toBe(0);
-    expect(changedFiles(before, snapshot(dir))).toEqual(["secrets/proxy_password.mlflow", "secrets/proxy_users.caddy", "secrets/proxy_users.htpasswd"]);
+    // The guard holds the first characters of the generated password: it changes with it.
+    expect(changedFiles(before, snapshot(dir))).toEqual(["secrets/proxy_password.mlflow", "secrets/proxy_users.caddy", "secrets/proxy_users.caddy_guard", "secrets/proxy_users.htpasswd"]);
     const password = read(dir, "proxy_password.mlflow");
+    expect(read(dir, "proxy_users.caddy_guard")).toContain(`(?:${userPrefixPattern("mlflow", password.slice(0, 3))})`);
     expect(password).not.toBe(oldPassword);
     expectLoginWorks(dir, "mlflow", password);
     expect(statSync(join(dir, "secrets", "proxy_password.mlflow")).mode & 0o777).toBe(0o600);

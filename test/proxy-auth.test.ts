@@ -17,6 +17,7 @@ import {
 } from "./support/proxies.ts";
 import { startUpstream, type Upstream } from "./support/upstream.ts";
 import { cpuSeconds } from "../scripts/lib/bench-burst.ts";
+import { caddyGuardFile } from "../scripts/lib/caddy-user-guard.ts";
 
 const hasCaddy = Boolean(requireBinary("caddy", "caddy"));
 const hasNginx = Boolean(requireBinary("nginx", "nginx-light") && requireBinary("envsubst", "gettext-base"));
@@ -34,7 +35,8 @@ interface Flavour {
 }
 
 const flavours: Flavour[] = [
-  { name: "caddy", available: hasCaddy, start: (o) => startCaddy({ ...o, usersFile: caddyUsersFile(users) }) },
+  // USER as bootstrap guards a generated-password user (its first 3 characters required), OTHER_USER by name only.
+  { name: "caddy", available: hasCaddy, start: (o) => startCaddy({ ...o, usersFile: caddyUsersFile(users), guardFile: caddyGuardFile(caddyUsersFile(users), new Map([[USER, PASSWORD.slice(0, 3)]])) }) },
   { name: "nginx", available: hasNginx, start: (o) => startNginx({ ...o, usersFile: htpasswdFile(users) }) },
 ];
 
@@ -117,6 +119,11 @@ describe.each(flavours)("$name proxy", ({ name, available, start }) => {
       "a known user's name plus a character": { authorization: basicAuth(`${USER}x`, PASSWORD) },
       "lower-case scheme, wrong password": { authorization: basicAuth(USER, "not-the-password").replace("Basic", "basic") },
       "lower-case scheme, unknown user": { authorization: basicAuth("mallory", PASSWORD).replace("Basic", "basic") },
+      // Caddy: another start is the guard's 401, the right start with a wrong rest is basicauth's; both alike.
+      "wrong password, right first 3 characters": { authorization: basicAuth(USER, `${PASSWORD.slice(0, 3)}not-the-rest`) },
+      "wrong password, one character off at the start": { authorization: basicAuth(USER, `${PASSWORD[0] === "x" ? "y" : "x"}${PASSWORD.slice(1)}`) },
+      "the right password plus a character": { authorization: basicAuth(USER, `${PASSWORD}x`) },
+      "the other user's wrong password (name-only guard)": { authorization: basicAuth(OTHER_USER, "not-the-password") },
     };
     // nginx refuses a repeated Authorization header outright (400, "client sent duplicate header line").
     const twoHeaders: Record<string, string[]> = {
@@ -147,6 +154,29 @@ describe.each(flavours)("$name proxy", ({ name, available, start }) => {
     const smuggled = await httpRequest(proxy.url, "/", { headers: { Authorization: [basicAuth("nobody", "x"), basicAuth(USER, PASSWORD)] } });
     expect(smuggled.status).toBe(401);
     expect(cpuSeconds(proxy.pids()) - before).toBeLessThan(0.5);
+  });
+
+  it.skipIf(!available || name !== "caddy")("answers a generated-password user's wrong password with another start without a bcrypt, the right start through basicauth", async () => {
+    // A separate Caddy whose hash costs 12 (~0.2 s of CPU per check), so a bcrypt shows in the CPU time.
+    const costly = await startCaddy({
+      upstream: upstream.hostPort,
+      usersFile: caddyUsersFile({ [USER]: PASSWORD }, 12),
+      guardFile: caddyGuardFile(caddyUsersFile({ [USER]: PASSWORD }, 4), new Map([[USER, PASSWORD.slice(0, 3)]])),
+    });
+    try {
+      const ask = (password: string) => httpRequest(costly.url, "/", { headers: { authorization: basicAuth(USER, password) } });
+      let before = cpuSeconds(costly.pids());
+      for (let i = 0; i < 6; i++) expect((await ask(`w${i}${PASSWORD}`)).status).toBe(401);
+      const guarded = cpuSeconds(costly.pids()) - before;
+      before = cpuSeconds(costly.pids());
+      for (let i = 0; i < 6; i++) expect((await ask(`${PASSWORD.slice(0, 3)}wrong${i}`)).status).toBe(401);
+      const checked = cpuSeconds(costly.pids()) - before;
+      expect(guarded).toBeLessThan(0.3);
+      expect(checked).toBeGreaterThan(guarded + 0.3); // six bcrypt-12 checks
+      expect((await ask(PASSWORD)).status).toBe(200);
+    } finally {
+      await costly.stop();
+    }
   });
 
   it.skipIf(!available)("proxies a request with the right credentials, Host unchanged, X-Forwarded-* added", async () => {

@@ -125,14 +125,22 @@ describe.skipIf(!caddy)("caddy/docker-entrypoint.sh: the proxy from environment 
     const guard = env.CADDY_GUARD_FILE;
     expect(guard.startsWith(proxy.dir)).toBe(true);
     expect(statSync(guard).mode & 0o777).toBe(0o600);
-    expect(readFileSync(guard, "utf8")).toBe(caddyGuardFile(readFileSync(env.CADDY_USERS_FILE, "utf8")));
+    // PASSWORD looks generated: the guard also requires its first 3 characters.
+    expect(readFileSync(guard, "utf8")).toBe(caddyGuardFile(readFileSync(env.CADDY_USERS_FILE, "utf8"), new Map([[USER, PASSWORD.slice(0, 3)]])));
     const before = cpuSeconds([proxy.proc.child.pid!]);
+    // Unknown users, and wrong passwords of the known user with another start: the guard's 401, no bcrypt.
     for (let i = 0; i < 4; i++) {
-      const response = await httpRequest(proxy.url, "/", { headers: { authorization: basicAuth(`nobody${i}`, PASSWORD) } });
-      expect(response.status).toBe(401);
-      expect(response.headers["www-authenticate"]).toBe('Basic realm="restricted"');
+      for (const authorization of [basicAuth(`nobody${i}`, PASSWORD), basicAuth(USER, `x${i}${PASSWORD}`)]) {
+        const response = await httpRequest(proxy.url, "/", { headers: { authorization } });
+        expect(response.status).toBe(401);
+        expect(response.headers["www-authenticate"]).toBe('Basic realm="restricted"');
+      }
     }
     expect(cpuSeconds([proxy.proc.child.pid!]) - before).toBeLessThan(0.5);
+    // A wrong password with the right start reaches basicauth: 401 too.
+    const sameStart = await httpRequest(proxy.url, "/", { headers: { authorization: basicAuth(USER, `${PASSWORD.slice(0, 3)}wrong-rest-of-it`) } });
+    expect(sameStart.status).toBe(401);
+    expect(sameStart.headers["www-authenticate"]).toBe('Basic realm="restricted"');
   });
 
   it("says which bcrypt cost the password got (Debian's caddy 2.6 cannot set one: 14)", () => {
@@ -143,6 +151,25 @@ describe.skipIf(!caddy)("caddy/docker-entrypoint.sh: the proxy from environment 
     else expect(cost).toBe(4); // PASSWORD looks generated: 29 characters, 28 distinct, 4 classes
   });
 });
+
+/** A caddy 2.8+ stand-in for hash-password (Debian's 2.6 has no --bcrypt-cost): it prints a hash of the cost asked for. */
+const CADDY_STAND_IN =
+  '#!/bin/sh\nif [ "$2" = --help ]; then echo "  --bcrypt-cost int   Bcrypt hashing cost"; exit 0; fi\n[ "$2" = --bcrypt-cost ] || exit 3\ncat >/dev/null\nprintf \'$2a$%02d$%s\\n\' "$3" "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz0"\n';
+
+/** AUTH_PASSWORD and the start the guard requires ("" for the user name only). */
+const GUARD_CASES: [string, string][] = [
+  [PASSWORD, PASSWORD.slice(0, 3)],
+  ["k7Hq2mZp9XwL4vRt8NcB3yFd", "k7H"],
+  // ">" as the 15th byte of "mlflow-admin:x>..." makes a base64 "+": written [+].
+  ["x>Kp9Rt2Nw4Lm8Vq3Zb7Hc6y", "x>K"],
+  ["~?>Kp9Rt2Nw4Lm8Vq3Zb7Hc6", "~?>"],
+  // Looks generated, but its start is not printable ASCII: the user name only.
+  ["üKp9Rt2Nw4Lm8Vq3Zb7Hc6yy", ""],
+  // Chosen-looking (cost 12): never a character of it.
+  ["Summer2024!Summer2024!Summer", ""],
+  ["a".repeat(30), ""],
+  ["Tr0ub4dor&3xyz", ""],
+];
 
 describe("caddy/docker-entrypoint.sh: guard and cost without a caddy (sh and awk only)", () => {
   const runEntrypoint = (env: Record<string, string>, command: string, bin?: string) => {
@@ -180,6 +207,26 @@ describe("caddy/docker-entrypoint.sh: guard and cost without a caddy (sh and awk
     }
   });
 
+  it.each(GUARD_CASES)("AUTH_PASSWORD %j: the guard requires %j of it, as bootstrap's code writes it (sh, awk)", (password, prefix) => {
+    const dir = makeTempDir("proxy-guard-env");
+    try {
+      writeFileSync(join(dir.dir, "caddy"), CADDY_STAND_IN);
+      chmodSync(join(dir.dir, "caddy"), 0o755);
+      const result = runEntrypoint({ AUTH_USERNAME: USER, AUTH_PASSWORD: password }, 'cat "$CADDY_USERS_FILE" "$CADDY_GUARD_FILE"', dir.dir);
+      expect(result.status, result.stderr).toBe(0);
+      const [line, ...guardLines] = result.stdout.split("\n");
+      const guard = guardLines.join("\n");
+      expect(guard).toBe(caddyGuardFile(`${line}\n`, new Map(prefix ? [[USER, prefix]] : [])));
+      // The right password always passes the guard's regex; for a prefixed user, another start does not.
+      const regex = new RegExp(/matches\("(.*)"\)`/.exec(guard)![1]);
+      expect(basicAuth(USER, password)).toMatch(regex);
+      if (prefix) expect(basicAuth(USER, `Q${password}`)).not.toMatch(regex);
+      else expect(basicAuth(USER, `Q${password}`)).toMatch(regex);
+    } finally {
+      dir.cleanup();
+    }
+  });
+
   it.skipIf(!busybox)("builds the same guard and picks the same cost with busybox's sh, awk and mktemp only", () => {
     const dir = makeTempDir("proxy-busybox");
     try {
@@ -193,6 +240,15 @@ describe("caddy/docker-entrypoint.sh: guard and cost without a caddy (sh and awk
       const guard = spawnSync(join(bin, "sh"), [PROXY_ENTRYPOINT, "sh", "-c", 'cat "$CADDY_GUARD_FILE"'], { env: { ...env, CADDY_USERS_FILE: join(dir.dir, "users") }, encoding: "utf8" });
       expect(guard.status, guard.stderr).toBe(0);
       expect(guard.stdout).toBe(caddyGuardFile(users));
+      // AUTH_USERNAME/AUTH_PASSWORD with a caddy stand-in: the same guard with the password's start as bootstrap's code.
+      writeFileSync(join(bin, "caddy"), CADDY_STAND_IN);
+      chmodSync(join(bin, "caddy"), 0o755);
+      for (const [password, prefix] of GUARD_CASES) {
+        const result = spawnSync(join(bin, "sh"), [PROXY_ENTRYPOINT, "sh", "-c", 'cat "$CADDY_USERS_FILE" "$CADDY_GUARD_FILE"'], { env: { ...env, AUTH_USERNAME: USER, AUTH_PASSWORD: password }, encoding: "utf8" });
+        expect(result.status, result.stderr).toBe(0);
+        const [line, ...guardLines] = result.stdout.split("\n");
+        expect(guardLines.join("\n"), password).toBe(caddyGuardFile(`${line}\n`, new Map(prefix ? [[USER, prefix]] : [])));
+      }
       // The cost decision alone (no caddy here): the entrypoint's function, sourced without its last line (main).
       const library = join(dir.dir, "entrypoint-functions.sh");
       writeFileSync(library, readFileSync(PROXY_ENTRYPOINT, "utf8").replace(/\nmain "\$@"\n$/, "\n"));

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { requireBinary } from "./support/binaries.ts";
 import { basicAuth, caddyUsersFile, htpasswdFile, httpRequest, startCaddy, startNginx, type RunningProxy } from "./support/proxies.ts";
 import { startUpstream, type Upstream } from "./support/upstream.ts";
+import { caddyGuardFile } from "../scripts/lib/caddy-user-guard.ts";
 
 const available = Boolean(requireBinary("caddy", "caddy") && requireBinary("nginx", "nginx-light") && requireBinary("envsubst", "gettext-base"));
 const users = { alice: "T9vQ2xLm8RkP4wZc7YhN3bJd" };
@@ -70,7 +71,8 @@ describe.skipIf(!available)("caddy and nginx answer alike", () => {
   beforeAll(async () => {
     upstream = await startUpstream();
     [caddy, nginx] = await Promise.all([
-      startCaddy({ upstream: upstream.hostPort, usersFile: caddyUsersFile(users) }),
+      // alice as a generated-password user: the guard also requires her password's first 3 characters.
+      startCaddy({ upstream: upstream.hostPort, usersFile: caddyUsersFile(users), guardFile: caddyGuardFile(caddyUsersFile(users), new Map([["alice", users.alice.slice(0, 3)]])) }),
       startNginx({ upstream: upstream.hostPort, usersFile: htpasswdFile(users) }),
     ]);
   });
@@ -98,6 +100,8 @@ describe.skipIf(!available)("caddy and nginx answer alike", () => {
     const shapes: Record<string, string> = {
       "unknown user": basicAuth("mallory", users.alice),
       "wrong password": basicAuth("alice", "wrong"),
+      "wrong password, right first 3 characters": basicAuth("alice", `${users.alice.slice(0, 3)}wrong`),
+      "right password plus a character": basicAuth("alice", `${users.alice}x`),
       "lower-case scheme": authorization.replace("Basic", "basic"),
       "upper-case scheme": authorization.replace("Basic", "BASIC"),
       "empty header": "",

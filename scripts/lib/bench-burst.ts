@@ -54,7 +54,8 @@ function timed(url: string, authorization: string, agent: Agent | false): Promis
  * What the attacker sends: wrong passwords for a user of the users file ("known"), random user names that are not in
  * it ("unknown"), or garbage Authorization headers (none, empty, other schemes, no colon, not base64, two headers).
  */
-export type AttackKind = { kind: "known"; user: string } | { kind: "unknown" } | { kind: "garbage" };
+/** `prefix`: the start every wrong password has (an attacker who knows the characters Caddy's user guard requires). */
+export type AttackKind = { kind: "known"; user: string; prefix?: string } | { kind: "unknown" } | { kind: "garbage" };
 
 export interface BurstOptions {
   attack: AttackKind;
@@ -117,7 +118,7 @@ const garbage = [
 ];
 let next = 0, unexpected = 0;
 const headersFor = (i) => {
-  if (attack.kind === "known") return { authorization: "Basic " + b64(attack.user + ":" + secret()) };
+  if (attack.kind === "known") return { authorization: "Basic " + b64(attack.user + ":" + (attack.prefix || "") + secret()) };
   if (attack.kind === "unknown") return { authorization: "Basic " + b64("u" + randomBytes(6).toString("hex") + ":" + secret()) };
   return garbage[i % garbage.length]();
 };

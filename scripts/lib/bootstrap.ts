@@ -4,7 +4,7 @@
 import bcrypt from "bcryptjs";
 import { statSync } from "node:fs";
 import { join } from "node:path";
-import { caddyGuardFile } from "./caddy-user-guard.ts";
+import { caddyGuardFile, guardPasswordPrefixes } from "./caddy-user-guard.ts";
 import { UsageError, UserError } from "./cli.ts";
 import { missingKeys, parseEnv, setEnvValue } from "./envfile.ts";
 import { withFileLock } from "./file-lock.ts";
@@ -383,12 +383,21 @@ function writeUsersFiles(plan: Plan, proxy: ProxyPassword, report: Report): void
 /**
  * The Caddy user guard (caddy/Caddyfile imports it): rebuilt from proxy_users.caddy on every run, under the lock, so it
  * always names exactly the users of that file, also for installs made before it existed. Written only when it changed.
+ * A user whose password bootstrap generated (secrets/proxy_password.<user>, hash of cost 4) must also send its first
+ * characters (caddy-user-guard.ts, generatedPasswordPrefix); so a --rotate updates the guard in the same run, and a
+ * deleted password file leaves the user name only.
  */
+export function caddyGuardFor(dir: string): string {
+  const users = readIfExists(join(dir, SECRET_FILES.caddyUsers)) ?? "";
+  const password = (user: string) => (/^[a-z0-9._-]{1,64}$/.test(user) ? readIfExists(join(dir, SECRET_FILES.proxyPassword(user))) : undefined);
+  return caddyGuardFile(users, guardPasswordPrefixes(users, password));
+}
+
 function writeCaddyGuard(plan: Plan, report: Report): void {
   const path = SECRET_FILES.caddyGuard;
   let content: string;
   try {
-    content = caddyGuardFile(readIfExists(plan.at(SECRET_FILES.caddyUsers)) ?? "");
+    content = caddyGuardFor(plan.dir);
   } catch (error) {
     throw new UserError(`cannot build ${path} from ${SECRET_FILES.caddyUsers}: ${(error as Error).message} — fix or remove that line`);
   }
@@ -407,6 +416,8 @@ function writeCaddyGuard(plan: Plan, report: Report): void {
   const usersFile = report.files.find((file) => file.path === SECRET_FILES.caddyUsers);
   if (action === "created" && usersFile?.action === "kept") {
     report.nextSteps.push(`The proxy reads the new ${path} (compose.yml secret proxy_users_caddy_guard): docker compose up -d`);
+  } else if (action === "updated" && usersFile?.action === "kept") {
+    report.nextSteps.push(`The proxy reads the changed ${path} when it is recreated: docker compose up -d --force-recreate proxy`);
   }
 }
 
