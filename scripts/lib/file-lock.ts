@@ -56,7 +56,8 @@ function holder(path: string): string {
   }
 }
 
-function tryAcquire(path: string): boolean {
+/** Creates the lock file `path` holding `content` (exclusive create: the lock); false if it exists. */
+function tryAcquire(path: string, content = `${process.pid}\n`): boolean {
   let fd: number;
   try {
     fd = openSync(path, "wx", 0o600);
@@ -65,7 +66,7 @@ function tryAcquire(path: string): boolean {
     throw error;
   }
   try {
-    writeSync(fd, `${process.pid}\n`);
+    writeSync(fd, content);
   } finally {
     closeSync(fd);
   }
@@ -167,22 +168,11 @@ export function tryFileLock(path: string, what: string, label: string, { shared 
     if (h) removeIfSame(path, h);
     return { path: mine, release: () => unlinkIfThere(mine) };
   }
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const fd = openSync(path, "wx", 0o600);
-      try {
-        writeSync(fd, content);
-      } finally {
-        closeSync(fd);
-      }
-      break;
-    } catch (error) {
-      if (errorCode(error) !== "EEXIST") throw error;
-      const h = readHolder(path);
-      if (h && !gone(h)) throw busy(h, path);
-      if (h) removeIfSame(path, h);
-      if (attempt > 3) throw busy(h ?? { pid: NaN, host: "?", since: "?", what: "another run" }, path);
-    }
+  for (let attempt = 0; !tryAcquire(path, content); attempt++) {
+    const h = readHolder(path);
+    if (h && !gone(h)) throw busy(h, path);
+    if (h) removeIfSame(path, h);
+    if (attempt > 3) throw busy(h ?? { pid: NaN, host: "?", since: "?", what: "another run" }, path);
   }
   for (const file of sharedHolders()) {
     const h = readHolder(file);
