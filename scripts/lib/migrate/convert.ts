@@ -85,8 +85,9 @@ const scratch = Buffer.alloc(8);
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 const f64 = new Float64Array(1);
 const f64Bytes = new Uint8Array(f64.buffer);
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-function float8Hex(x: number): string {
+export const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+/** The canonical form of a double: its 8 bytes big-endian in hex, NaN as PostgreSQL's. */
+export function float8Hex(x: number): string {
   if (Number.isNaN(x)) return "7ff8000000000000"; // PostgreSQL's canonical NaN
   if (LITTLE_ENDIAN) {
     f64[0] = x;

@@ -3,6 +3,8 @@
 // About ten times cheaper per row than md5 through node:crypto, on both sides. A big-endian server hashes differently:
 // `probeRowHash` notices and the migration falls back to md5 (see verify.ts).
 
+import { float8Hex, LITTLE_ENDIAN } from "./convert.ts";
+
 const rot = (x: number, k: number) => (x << k) | (x >>> (32 - k));
 
 /** hashtextextended(<the UTF-8 bytes buf[0..len)>, 0) as PostgreSQL returns it: [high 32 bits signed, low 32 bits unsigned]. */
@@ -67,11 +69,7 @@ export class HashSum {
   /** Adds the hash of `text` (its UTF-8 bytes). */
   addText(text: string) {
     if (text.length * 3 > this.buf.length) this.buf = Buffer.allocUnsafe(text.length * 3 + 1024);
-    const len = this.buf.write(text, 0, "utf8");
-    hashBytes(this.buf, len, this.out);
-    this.hi += this.out[0];
-    this.lo += this.out[1] >>> 0;
-    if (++this.pending === 1 << 20) this.fold();
+    this.addBytes(this.buf, this.buf.write(text, 0, "utf8"));
   }
 
   /** Adds the hash of buf[0..len) (UTF-8 bytes). */
@@ -100,7 +98,6 @@ export class HashSum {
 const HEX_CODES = Array.from("0123456789abcdef", (c) => c.charCodeAt(0));
 const f64 = new Float64Array(1);
 const f64Bytes = new Uint8Array(f64.buffer);
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /**
  * A canonical row (convert.ts: canonicalField per column, concatenated) written as UTF-8 bytes in place, one field at a
@@ -155,7 +152,7 @@ export class CanonicalRow {
 
   /** `16:<the double's 8 big-endian bytes in hex>` (convert.ts float8Hex), NaN as PostgreSQL's. */
   float8(x: number) {
-    if (Number.isNaN(x) || !LITTLE_ENDIAN) return this.text(Number.isNaN(x) ? "7ff8000000000000" : bigEndianHex(x));
+    if (Number.isNaN(x) || !LITTLE_ENDIAN) return this.text(float8Hex(x));
     this.ensure(19);
     const { buf } = this;
     buf[this.pos++] = 49; // "1"
@@ -168,10 +165,4 @@ export class CanonicalRow {
       buf[this.pos++] = HEX_CODES[b & 15];
     }
   }
-}
-
-function bigEndianHex(x: number): string {
-  const b = Buffer.alloc(8);
-  b.writeDoubleBE(x, 0);
-  return b.toString("hex");
 }
