@@ -62,8 +62,11 @@ export interface BootstrapResult {
   newPassword?: string;
 }
 
+/** What a proxy user name may be (it names a file: secrets/proxy_password.<user>). */
+const USER_NAME = /^[a-z0-9._-]{1,64}$/;
+
 export function validateUser(user: string): string {
-  if (!/^[a-z0-9._-]{1,64}$/.test(user)) {
+  if (!USER_NAME.test(user)) {
     throw new UsageError(`invalid user name ${JSON.stringify(user)}: use 1-64 characters of a-z 0-9 . _ -`);
   }
   return user;
@@ -389,7 +392,7 @@ function writeUsersFiles(plan: Plan, proxy: ProxyPassword, report: Report): void
  */
 export function caddyGuardFor(dir: string): string {
   const users = readIfExists(join(dir, SECRET_FILES.caddyUsers)) ?? "";
-  const password = (user: string) => (/^[a-z0-9._-]{1,64}$/.test(user) ? readIfExists(join(dir, SECRET_FILES.proxyPassword(user))) : undefined);
+  const password = (user: string) => (USER_NAME.test(user) ? readIfExists(join(dir, SECRET_FILES.proxyPassword(user))) : undefined);
   return caddyGuardFile(users, guardPasswordPrefixes(users, password));
 }
 
