@@ -4,7 +4,8 @@
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import Database from "../scripts/lib/migrate/sqlite.ts";
-import { readRows, RowEncoder } from "../scripts/lib/migrate/copy.ts";
+import { readRows } from "../scripts/lib/migrate/copy.ts";
+import { RowEncoder } from "../scripts/lib/migrate/row-encoder.ts";
 import { canonicalField, converterFor, type SqliteValue } from "../scripts/lib/migrate/convert.ts";
 import { HashSum } from "../scripts/lib/migrate/rowhash.ts";
 import { openSource } from "../scripts/lib/migrate/source.ts";

@@ -3,7 +3,8 @@
 import Database from "./sqlite.ts";
 import { parentPort, workerData } from "node:worker_threads";
 import { UserError } from "../cli.ts";
-import { RowEncoder, type WorkerInput, type WorkerMessage } from "./copy.ts";
+import type { WorkerInput, WorkerMessage } from "./copy.ts";
+import { RowEncoder } from "./row-encoder.ts";
 import type { SqliteValue } from "./convert.ts";
 import { quoteSqlite } from "./source.ts";
 

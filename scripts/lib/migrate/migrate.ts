@@ -4,7 +4,8 @@
 // before COMMIT leaves the target exactly as it was.
 import type pg from "pg";
 import { UserError } from "../cli.ts";
-import { copyTable, sharedColumns, type Checksum } from "./copy.ts";
+import { copyTable, sharedColumns } from "./copy.ts";
+import type { Checksum } from "./row-encoder.ts";
 import { resetSequences, type SequenceReset } from "./sequences.ts";
 import { openSource, type Source } from "./source.ts";
 import { APPLICATION_NAME, connectTarget, otherSessions, readCatalog, redactUrl, smokeLeftovers, targetAlembicVersion, targetFailure, userData, type Catalog } from "./target.ts";

@@ -2,7 +2,7 @@
 // by PostgreSQL from what it STORED (floats by their 8 bytes), compared with the checksum of the source values.
 import type pg from "pg";
 import { canonicalRowSql } from "./convert.ts";
-import type { Checksum, RowHash } from "./copy.ts";
+import type { Checksum, RowHash } from "./row-encoder.ts";
 import { hashBytes } from "./rowhash.ts";
 import type { TargetColumn, TargetTable } from "./target.ts";
 
