@@ -4,7 +4,7 @@
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import Database from "../scripts/lib/migrate/sqlite.ts";
-import { readRows } from "../scripts/lib/migrate/copy.ts";
+import { readRows } from "../scripts/lib/migrate/read-rows.ts";
 import { RowEncoder } from "../scripts/lib/migrate/row-encoder.ts";
 import { canonicalField, converterFor, type SqliteValue } from "../scripts/lib/migrate/convert.ts";
 import { HashSum } from "../scripts/lib/migrate/rowhash.ts";
@@ -61,6 +61,17 @@ describe("readRows", () => {
     expect(all(readRows(db, "m", ["k", "s", "v"], { paged: false, pageRows: 128 }))).toEqual(expected("select k, s, v from m order by k, s, v"));
     const rows = all(readRows(db, "nokey", ["a", "b"], { pageRows: 2 }));
     expect(rows.map((r) => r.join()).sort()).toEqual(["x,2", "x,2", "y,1"]);
+  });
+
+  it("in lanes: lane k of n reads pages k, k + n, ... and together the lanes read every row once, in key order by page", () => {
+    const whole = [...readRows(db, "m", ["k", "s", "v"], { pageRows: 64 })];
+    for (const lanes of [2, 3, 5]) {
+      const byLane = Array.from({ length: lanes }, (_, lane) => [...readRows(db, "m", ["k", "s", "v"], { pageRows: 64, lane, lanes })]);
+      const interleaved = whole.map((_, p) => byLane[p % lanes][Math.floor(p / lanes)]);
+      expect(interleaved).toEqual(whole);
+      expect(byLane.reduce((n, pages) => n + pages.length, 0)).toBe(whole.length);
+    }
+    expect(() => [...readRows(db, "nokey", ["a", "b"], { lane: 1, lanes: 2 })]).toThrow(/cannot be read in lanes/);
   });
 
   it("falls back to one pass when the key is not among the columns read (no free key order)", () => {

@@ -44,7 +44,9 @@ export function binaryWriter(type: string, where: () => string): BinaryWriter | 
   }
 }
 
-const HEADER = Buffer.concat([Buffer.from("PGCOPY\n\xff\r\n\0", "latin1"), Buffer.alloc(8)]);
+/** The binary COPY stream's header (signature, flags, no extension) and trailer (field count -1). */
+export const BINARY_HEADER = Buffer.concat([Buffer.from("PGCOPY\n\xff\r\n\0", "latin1"), Buffer.alloc(8)]);
+export const BINARY_TRAILER = Buffer.from([0xff, 0xff]);
 const CHUNK = 256 * 1024;
 
 /** Builds the binary COPY stream in chunks of about 256 KiB (each a fresh Buffer: the socket may still hold the last). */
@@ -55,10 +57,21 @@ export class BinaryRows {
   private readonly writers: BinaryWriter[];
   rows = 0;
 
-  constructor(writers: BinaryWriter[]) {
+  /** `header: false`: rows only (the caller sends BINARY_HEADER and BINARY_TRAILER itself, see page-encoder.ts). */
+  constructor(writers: BinaryWriter[], { header = true }: { header?: boolean } = {}) {
     this.writers = writers;
-    HEADER.copy(this.buf, 0);
-    this.pos = HEADER.length;
+    if (header) {
+      BINARY_HEADER.copy(this.buf, 0);
+      this.pos = BINARY_HEADER.length;
+    }
+  }
+
+  /** The rows added since the last call, in a buffer of their own (transferable to another thread); the working buffer is reused. */
+  takeRows(): Buffer {
+    const out = Buffer.allocUnsafeSlow(this.pos);
+    this.buf.copy(out, 0, 0, this.pos);
+    this.pos = 0;
+    return out;
   }
 
   /** Appends one row; returns a full chunk to send when there is one. */

@@ -26,7 +26,8 @@ export interface MigrateOptions {
   password?: string;
   replace?: boolean;
   dryRun?: boolean;
-  /** Worker threads reading and encoding a big table (copy.ts); default 0 = all in this thread. */
+  /** Worker threads reading and encoding a big table besides the copying thread (copy.ts, lanes.ts); default: one per
+   * further core, at most one. */
   workers?: number;
   /** How long to wait for table locks held by someone else before giving up. */
   lockTimeoutMs?: number;
@@ -271,7 +272,7 @@ async function copyAll(client: pg.Client, source: Source, catalog: Catalog, plan
           total: rows,
           freeze: true,
           rowHash,
-          workers: opts.workers,
+          lanes: opts.workers === undefined ? undefined : opts.workers + 1,
           paged: !plan.invalidText.some((b) => b.table === table),
           onProgress: (p) => emit({ type: "table-progress", ...p }),
         }),
