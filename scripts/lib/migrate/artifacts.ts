@@ -6,13 +6,10 @@
 // the migration before anything is written, unless the user accepts it (--allow-missing-artifacts).
 // Multipart for large files, bounded concurrency, and an object already there with the same size and sha256 (our
 // metadata) is skipped: a re-run resumes.
-import { HeadBucketCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
-import { Upload } from "@aws-sdk/lib-storage";
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync, lstatSync, readdirSync, readlinkSync, realpathSync, statSync } from "node:fs";
 import { dirname, join, resolve, sep } from "node:path";
 import { UserError } from "../cli.ts";
-import { s3Client } from "../s3-client.ts";
 import { classify, inferArtifactRoot, LOCATION_COLUMNS, placement, relativeToRoot, type LocationKind } from "./locations.ts";
 import { openSource, quoteSqlite } from "./source.ts";
 
@@ -340,6 +337,8 @@ export async function prepareArtifacts(from: string, opts: ArtifactOptions, log:
     return { plan, rewrites, upload: async () => ({ uploaded: 0, skipped: 0, bytesUploaded: 0, verified: 0 }), verify: async () => 0, result: () => undefined as ArtifactResult | undefined, close: () => {} };
   }
   const bucket = opts.bucket!;
+  // The AWS SDK loads only when there is something to upload (a dry run, --no-artifacts and --help start faster).
+  const [{ HeadBucketCommand, HeadObjectCommand }, { Upload }, { s3Client }] = await Promise.all([import("@aws-sdk/client-s3"), import("@aws-sdk/lib-storage"), import("../s3-client.ts")]);
   const client = s3Client({ endpoint: opts.endpoint, region: opts.region, accessKeyId: opts.accessKeyId!, secretAccessKey: opts.secretAccessKey! }, 3);
   try {
     await client.send(new HeadBucketCommand({ Bucket: bucket }));

@@ -1,7 +1,7 @@
 // The few Docker commands migrate needs (local-stack mode, --upgrade-source, stopping MLflow), run in the project
 // directory so `docker compose` reads the same compose files and .env (incl. COMPOSE_FILE) as the user's own commands.
 // Arguments go to the executable as an array (no shell); no secret is ever one of them.
-import { $ } from "zx";
+import type { Shell } from "zx";
 import { UserError } from "../cli.ts";
 
 export interface DockerResult {
@@ -20,9 +20,11 @@ export interface Docker {
 /** `env`: variables added to the environment of every call (e.g. MLFLOW_VERSION, which wins over .env in Compose). */
 export function docker(cwd: string, executable = "docker", env: Record<string, string> = {}): Docker {
   // zx quotes each interpolated argument; a non-zero exit is an expected branch here (nothrow), judged by `check`.
-  const sh = $({ cwd, quiet: true, nothrow: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+  // zx loads on the first call: a migration with --to never runs docker.
+  let sh: Shell | undefined;
   const run = async (args: string[]): Promise<DockerResult> => {
-    const result = await sh`command -v ${executable} >/dev/null || exit 127; ${executable} ${args}`;
+    const shell: Shell = sh ?? (sh = (await import("zx")).$({ cwd, quiet: true, nothrow: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } }) as Shell);
+    const result = await shell`command -v ${executable} >/dev/null || exit 127; ${executable} ${args}`;
     const code = result.exitCode ?? 1;
     if (code === 127 && !result.stderr.trim()) {
       throw new UserError(`docker not found on PATH — install Docker (with Compose v2), or pass --to to migrate into another PostgreSQL`);
