@@ -6,9 +6,9 @@
 // The PostgreSQL is a throwaway cluster (initdb in a temp dir) configured like the stack's `db` service: the postgres
 // image's defaults (compose.yml sets no server setting), i.e. fsync, full_page_writes and synchronous_commit on,
 // wal_level replica, and data checksums on as PostgreSQL 18's initdb does by default (compose.yml runs 18; the binaries
-// here are 15.x, whose initdb needs --data-checksums for that). --fast-cluster keeps the tests' throwaway settings
+// here are 15.x, whose initdb needs --data-checksums for that), started fresh for each method. --fast-cluster keeps the tests' throwaway settings
 // (fsync off, ...) for development; the header says which. A benchmark, not a test: it prints figures.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import pg from "pg";
@@ -126,6 +126,7 @@ async function floor(server: TestPostgres, source: string, dir: string): Promise
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     chmodSync(dir, 0o755);
     const files = writeFloorFiles(src, catalog, dir);
+    await settle(server);
     process.stderr.write("bench: floor: server-side COPY FREEZE, keys, indexes, foreign keys...\n");
     const t0 = performance.now();
     const phases = await loadFloor(client, catalog, files);
@@ -138,7 +139,25 @@ async function floor(server: TestPostgres, source: string, dir: string): Promise
   }
 }
 
-async function runShape(server: TestPostgres, tmp: string, shape: Shape, metrics: number, opts: { anchors: boolean; cpuProf?: string }): Promise<ShapeResult> {
+/**
+ * Each method runs on a cluster of its own, started fresh (as the stack's db is when users migrate into it), after
+ * `sync`, so none inherits another's WAL segments, dirty pages or the write-back of the source file just written.
+ */
+async function onFreshCluster<T>(start: () => Promise<TestPostgres>, fn: (server: TestPostgres) => Promise<T>): Promise<T> {
+  const server = await start();
+  try {
+    return await fn(server);
+  } finally {
+    await server.stop();
+  }
+}
+
+function settle(server: TestPostgres) {
+  spawnSync("sync");
+  return server.query("checkpoint");
+}
+
+async function runShape(start: () => Promise<TestPostgres>, tmp: string, shape: Shape, metrics: number, opts: { anchors: boolean; cpuProf?: string }): Promise<ShapeResult> {
   const source = join(tmp, `mlflow-${shape}.db`);
   process.stderr.write(`bench: ${shape}: inflating the fixture with ${metrics} metrics...\n`);
   const { rows } = inflate(join(FIXTURES, "mlflow-small.sqlite"), source, metrics, shape);
@@ -146,38 +165,44 @@ async function runShape(server: TestPostgres, tmp: string, shape: Shape, metrics
   const results: Result[] = [];
 
   // 1. Ours, as users run it.
-  await createMlflowDatabase(server, "ours");
-  const pwfile = join(tmp, "pw");
-  writeFileSync(pwfile, server.password, { mode: 0o600 });
-  const to = `postgresql://${server.user}@127.0.0.1:${server.port}/ours`;
-  process.stderr.write(`bench: ${shape}: npm run migrate...\n`);
-  const prof = opts.cpuProf ? ["--cpu-prof", "--cpu-prof-dir", opts.cpuProf] : [];
-  const ours = await timed(process.execPath, [...prof, "--import", "tsx", "scripts/migrate.ts", "--from", source, "--to", to, "--password-file", pwfile, "--yes", "--json", "--no-artifacts"]);
-  if (ours.status !== 0) throw new UserError(`migrate failed: ${ours.stderr.trim().split("\n").slice(-3).join(" / ")}`);
-  const out = JSON.parse(ours.stdout);
-  const verified = out.verified.filter((v: { ok: boolean }) => v.ok).length;
-  results.push({ method: "npm run migrate (verified, one transaction)", seconds: ours.seconds, rssKiB: ours.rssKiB, note: `${verified}/${out.verified.length} tables verified`, phases: out.phases });
-  await server.query(`drop database ours with (force)`);
+  const out = await onFreshCluster(start, async (server) => {
+    await createMlflowDatabase(server, "ours");
+    const pwfile = join(tmp, "pw");
+    writeFileSync(pwfile, server.password, { mode: 0o600 });
+    const to = `postgresql://${server.user}@127.0.0.1:${server.port}/ours`;
+    await settle(server);
+    process.stderr.write(`bench: ${shape}: npm run migrate...\n`);
+    const prof = opts.cpuProf ? ["--cpu-prof", "--cpu-prof-dir", opts.cpuProf] : [];
+    const ours = await timed(process.execPath, [...prof, "--import", "tsx", "scripts/migrate.ts", "--from", source, "--to", to, "--password-file", pwfile, "--yes", "--json", "--no-artifacts"]);
+    if (ours.status !== 0) throw new UserError(`migrate failed: ${ours.stderr.trim().split("\n").slice(-3).join(" / ")}`);
+    const out = JSON.parse(ours.stdout);
+    const verified = out.verified.filter((v: { ok: boolean }) => v.ok).length;
+    results.push({ method: "npm run migrate (verified, one transaction)", seconds: ours.seconds, rssKiB: ours.rssKiB, note: `${verified}/${out.verified.length} tables verified`, phases: out.phases });
+    return out;
+  });
 
   if (opts.anchors) {
     // 2. The floor.
-    results.push(await floor(server, source, join(tmp, "floor")));
-    await server.query(`drop database floor with (force)`);
+    results.push(await onFreshCluster(start, (server) => floor(server, source, join(tmp, "floor"))));
     // 3. pgloader's data-only recipe.
     const pgloader = findBinary("pgloader");
     if (pgloader) {
-      await createMlflowDatabase(server, "pgloader");
-      await server.query("truncate experiments, workspaces cascade", [], "pgloader");
-      const load = join(tmp, "load.pgl");
-      writeFileSync(
-        load,
-        `LOAD DATABASE FROM sqlite://${source} INTO postgresql://${server.user}@127.0.0.1:${server.port}/pgloader
-         WITH data only, truncate, reset no sequences EXCLUDING TABLE NAMES LIKE 'alembic_version';\n`,
+      results.push(
+        await onFreshCluster(start, async (server) => {
+          await createMlflowDatabase(server, "pgloader");
+          await server.query("truncate experiments, workspaces cascade", [], "pgloader");
+          const load = join(tmp, "load.pgl");
+          writeFileSync(
+            load,
+            `LOAD DATABASE FROM sqlite://${source} INTO postgresql://${server.user}@127.0.0.1:${server.port}/pgloader
+             WITH data only, truncate, reset no sequences EXCLUDING TABLE NAMES LIKE 'alembic_version';\n`,
+          );
+          await settle(server);
+          process.stderr.write(`bench: ${shape}: pgloader...\n`);
+          const r = await timed(pgloader, [load], { ...process.env, PGPASSWORD: server.password });
+          return { method: "pgloader data-only recipe", seconds: r.seconds, rssKiB: r.rssKiB, note: r.status === 0 ? "keys in place, no checks, sequences not reset" : `failed (${r.status})` };
+        }),
       );
-      process.stderr.write(`bench: ${shape}: pgloader...\n`);
-      const r = await timed(pgloader, [load], { ...process.env, PGPASSWORD: server.password });
-      results.push({ method: "pgloader data-only recipe", seconds: r.seconds, rssKiB: r.rssKiB, note: r.status === 0 ? "keys in place, no checks, sequences not reset" : `failed (${r.status})` });
-      await server.query(`drop database pgloader with (force)`);
     } else {
       results.push({ method: "pgloader data-only recipe", seconds: NaN, note: "pgloader not installed (apt-get install pgloader)" });
     }
@@ -236,9 +261,12 @@ async function main() {
   chmodSync(tmp.dir, 0o755); // the floor's files are read by the server's OS user
   cleanups.push(tmp.cleanup);
   try {
-    const server = await startPostgres(fast ? {} : PRODUCTION_LIKE);
-    cleanups.push(() => server.stop());
-    const settings = await settingsOf(server);
+    const start = async () => {
+      const server = await startPostgres(fast ? {} : PRODUCTION_LIKE);
+      cleanups.push(() => server.stop());
+      return server;
+    };
+    const settings = await onFreshCluster(start, settingsOf);
     const label = fast
       ? "FAST THROWAWAY cluster (--fast-cluster: fsync, full_page_writes, synchronous_commit off; NOT what users migrate into)"
       : "production-like cluster (the stack's db service: postgres image defaults; data checksums on as PostgreSQL 18's initdb does; these binaries are 15.x)";
@@ -246,7 +274,7 @@ async function main() {
     if (!values.json) process.stdout.write(header);
     const all: ShapeResult[] = [];
     for (const shape of shapes) {
-      const r = await runShape(server, tmp.dir, shape, metrics, { anchors: !values["no-anchors"], cpuProf: values["cpu-prof"] ? resolve(values["cpu-prof"]) : undefined });
+      const r = await runShape(start, tmp.dir, shape, metrics, { anchors: !values["no-anchors"], cpuProf: values["cpu-prof"] ? resolve(values["cpu-prof"]) : undefined });
       all.push(r);
       if (!values.json) print(r);
     }
