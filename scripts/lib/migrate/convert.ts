@@ -143,7 +143,7 @@ export function converterFor(kind: Kind, where: () => string): Converter {
 export function canonicalSql(col: string, kind: Kind): string {
   switch (kind) {
     case "bool":
-      return `case when ${col} then 't' else 'f' end`;
+      return `case when ${col} then 't' when not ${col} then 'f' end`; // NULL stays NULL ("-")
     case "int":
       return `${col}::text`;
     case "float8":
