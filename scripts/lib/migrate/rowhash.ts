@@ -123,19 +123,23 @@ export function hashString(s: string, out: Int32Array) {
     c = (c - b) | 0; c ^= rot(b, 4); b = (b + a) | 0;
   }
   // The last 0..11 code units, as hashBytes' switch: bytes 0-3 into a, 4-7 into b, 8-10 into c above its lowest byte.
-  let wa = 0;
-  let wb = 0;
-  let wc = 0;
   let m = 0;
-  for (let j = 0; i + j < len; j++) {
-    const ch = s.charCodeAt(i + j);
-    m |= ch;
-    if (j < 4) wa |= ch << (j << 3);
-    else if (j < 8) wb |= ch << ((j - 4) << 3);
-    else wc |= ch << ((j - 7) << 3);
+  let ch = 0;
+  switch (len - i) {
+    case 11: ch = s.charCodeAt(i + 10); m |= ch; c = (c + (ch << 24)) | 0; // falls through
+    case 10: ch = s.charCodeAt(i + 9); m |= ch; c = (c + (ch << 16)) | 0; // falls through
+    case 9: ch = s.charCodeAt(i + 8); m |= ch; c = (c + (ch << 8)) | 0; // falls through
+    case 8: ch = s.charCodeAt(i + 7); m |= ch; b = (b + (ch << 24)) | 0; // falls through
+    case 7: ch = s.charCodeAt(i + 6); m |= ch; b = (b + (ch << 16)) | 0; // falls through
+    case 6: ch = s.charCodeAt(i + 5); m |= ch; b = (b + (ch << 8)) | 0; // falls through
+    case 5: ch = s.charCodeAt(i + 4); m |= ch; b = (b + ch) | 0; // falls through
+    case 4: ch = s.charCodeAt(i + 3); m |= ch; a = (a + (ch << 24)) | 0; // falls through
+    case 3: ch = s.charCodeAt(i + 2); m |= ch; a = (a + (ch << 16)) | 0; // falls through
+    case 2: ch = s.charCodeAt(i + 1); m |= ch; a = (a + (ch << 8)) | 0; // falls through
+    case 1: ch = s.charCodeAt(i); m |= ch; a = (a + ch) | 0;
   }
   if (m > 0x7f) return hashUtf8(s, out);
-  final((a + wa) | 0, (b + wb) | 0, (c + wc) | 0, out);
+  final(a, b, c, out);
 }
 
 function hashUtf8(s: string, out: Int32Array) {
