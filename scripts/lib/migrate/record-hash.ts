@@ -2,8 +2,9 @@
 //   hash_record_extended(row(<e1>, <e2>, ...), 0)
 // (src/backend/utils/adt/rowtypes.c): per column the extended hash function of the column's type, 0 for NULL, combined
 // as result = (result << 5) - result + element_hash in uint64. PostgreSQL computes it from what it STORED (recordRowSql,
-// verify.ts), RecordHasher from the source values as they are read; about 3x cheaper on the server than
-// hashtextextended over a canonical row text, and no text to build here. The per-column expressions lose nothing:
+// verify.ts), RecordHasher from the source values as they are read. Measured on metrics rows: about 3x cheaper on the
+// server than hashtextextended over a canonical row text, about 2x on the copying thread (no text to build). The
+// per-column expressions lose nothing:
 //  - bool: the column. Hash opclass bool_ops = hashcharextended -> hash_uint32_extended(0 or 1).
 //  - smallint/integer/bigint: the column. hashint2/4extended hash the int32 value, hashint8extended folds the high half
 //    into the low one first; equal for every value the narrower types hold (hashfunc.c), so one JS path for all three.
