@@ -6,8 +6,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import Database from "../scripts/lib/migrate/sqlite.ts";
 import { readRows } from "../scripts/lib/migrate/read-rows.ts";
 import { RowEncoder } from "../scripts/lib/migrate/row-encoder.ts";
-import { canonicalField, converterFor, type SqliteValue } from "../scripts/lib/migrate/convert.ts";
-import { HashSum } from "../scripts/lib/migrate/rowhash.ts";
+import { converterFor, toText, type Kind, type SqliteValue } from "../scripts/lib/migrate/convert.ts";
+import { RecordHasher } from "../scripts/lib/migrate/record-hash.ts";
+import { hashBytes, toBigInt } from "../scripts/lib/migrate/rowhash.ts";
 import { openSource } from "../scripts/lib/migrate/source.ts";
 import { distinctValues, findBadText } from "../scripts/lib/migrate/text-check.ts";
 import type { Catalog } from "../scripts/lib/migrate/target.ts";
@@ -134,8 +135,74 @@ describe("the canonical form of a double (checksum side of every float read)", (
   });
 });
 
-describe("the row checksum written in place (RowEncoder.hash, rowhash.ts CanonicalRow)", () => {
-  it("hashes the same bytes as the canonical row string, for ASCII, non-ASCII, lone surrogates, NULLs, NaN, -0, bigints", () => {
+describe("the record row hash's fast paths (record-hash.ts, rowhash.ts) against hash_bytes_extended of explicit bytes", () => {
+  // Reference: every column as the bytes PostgreSQL hashes (hashfunc.c: an int is hash_uint32_extended of its folded
+  // low half = hash_bytes_extended of 4 little-endian bytes; floats their float8send/float4send bytes), combined in
+  // BigInt as rowtypes.c hash_record_extended does.
+  const out = new Int32Array(2);
+  const bytesHash = (b: Buffer) => {
+    hashBytes(b, b.length, out);
+    return toBigInt(out);
+  };
+  const M = (1n << 64n) - 1n;
+  function reference(kinds: Kind[], row: SqliteValue[]): bigint {
+    let r = 0n;
+    row.forEach((v, i) => {
+      let h = 0n;
+      if (v !== null) {
+        const b = Buffer.alloc(8);
+        switch (kinds[i]) {
+          case "text":
+            h = bytesHash(Buffer.from(toText(v), "utf8"));
+            break;
+          case "bytea":
+            h = bytesHash(Buffer.isBuffer(v) ? v : Buffer.from(toText(v), "utf8"));
+            break;
+          case "int": {
+            const n = BigInt.asIntN(64, typeof v === "bigint" ? v : BigInt(String(v).trim()));
+            const lo = Number(BigInt.asUintN(32, n));
+            const hi = Number(BigInt.asUintN(32, n >> 32n));
+            b.writeUInt32LE((lo ^ (n >= 0n ? hi : ~hi)) >>> 0, 0);
+            h = bytesHash(b.subarray(0, 4));
+            break;
+          }
+          case "bool":
+            b.writeUInt32LE(v === 1n || v === 1 || v === "true" ? 1 : 0, 0);
+            h = bytesHash(b.subarray(0, 4));
+            break;
+          case "float8":
+            if (Number.isNaN(v)) b.writeUInt32BE(0x7ff80000, 0);
+            else b.writeDoubleBE(Number(v), 0);
+            h = bytesHash(b);
+            break;
+          case "float4":
+            if (Number.isNaN(v)) b.writeUInt32BE(0x7fc00000, 0);
+            else b.writeFloatBE(Number(v), 0);
+            h = bytesHash(b.subarray(0, 4));
+            break;
+        }
+      }
+      r = (r * 31n + BigInt.asUintN(64, h)) & M;
+    });
+    return BigInt.asIntN(64, r);
+  }
+
+  it("ASCII text of every length up to 40 and a non-ASCII character at every position", () => {
+    const kinds: Kind[] = ["text"];
+    const h = new RecordHasher("t", [{ name: "t", kind: "text" }]);
+    const texts: string[] = [];
+    for (let n = 0; n <= 40; n++) {
+      const ascii = Array.from({ length: n }, (_, i) => String.fromCharCode(32 + ((i * 31) % 95))).join("");
+      texts.push(ascii, ascii + "\x7f");
+      for (let p = 0; p < n; p++) for (const c of ["é", "€", "😀", "\u0100", "\ud800"]) texts.push(ascii.slice(0, p) + c + ascii.slice(p + 1));
+    }
+    for (const t of texts) {
+      h.hash([t]);
+      expect((BigInt(h.hi) << 32n) + BigInt(h.lo), JSON.stringify(t)).toBe(reference(kinds, [t]));
+    }
+  });
+
+  it("rows of every kind, NULLs, edge numbers, and the sum RowEncoder keeps", () => {
     const cols = [
       { name: "t", kind: "text" as const },
       { name: "f", kind: "float8" as const },
@@ -144,22 +211,24 @@ describe("the row checksum written in place (RowEncoder.hash, rowhash.ts Canonic
       { name: "x", kind: "bytea" as const },
       { name: "r", kind: "float4" as const },
     ];
+    const kinds = cols.map((c) => c.kind);
     const rows: SqliteValue[][] = [
       ["bench_metric_0", 0.1, 1700000000000n, 1n, Buffer.from([0, 255]), 1.5],
       ["é€😀 mixed", -0, -9223372036854775808n, 0n, null, NaN],
       ["lone \ud800 surrogate", NaN, 0n, 1n, "as text", -1],
       [null, null, null, null, null, null],
-      ["", 1.7976931348623157e308, 42, "true", Buffer.alloc(0), 3],
-      ["x".repeat(5000) + "é", -Infinity, 7n, 0, Buffer.alloc(3000, 7), 0.25],
+      ["", 1.7976931348623157e308, 9223372036854775807n, "true", Buffer.alloc(0), 3],
+      ["x".repeat(5000) + "é", -Infinity, -1n, 0, Buffer.alloc(3000, 7), 0.25],
+      [42n, 5e-324, 2147483648n, 1, Buffer.alloc(12, 1), -0],
+      ["", 0, -2147483649n, 0n, Buffer.alloc(13, 2), Infinity],
     ];
-    const enc = new RowEncoder("t", cols, "lookup3");
-    const expected = new HashSum();
-    const convs = cols.map((c) => converterFor(c.kind, () => c.name));
+    const enc = new RowEncoder("t", cols, "record");
+    let expected = 0n;
     for (const row of rows) {
       enc.hash(row);
-      expected.addText(row.map((v, i) => (v === null ? "-" : canonicalField(convs[i].canonical(v)))).join(""));
+      expected += reference(kinds, row);
     }
     expect(enc.rows).toBe(rows.length);
-    expect(enc.sum.value()).toBe(expected.value());
+    expect(enc.sum.value()).toBe(expected);
   });
 });

@@ -2,6 +2,8 @@
 //  - `copyText`: the value in PostgreSQL's COPY text format (what we load);
 //  - `canonical`: a type-exact text form that PostgreSQL can compute from the STORED value on its side
 //    (see `canonicalSql`), so comparing checksums of both proves the load lost nothing (floats by their 8 bytes).
+//    Only the md5 row hash hashes these texts; the default "record" row hash (record-hash.ts) hashes typed values and
+//    uses `canonicalSql` for the columns sent as text.
 // SQLite values arrive from better-sqlite3 with `safeIntegers`: INTEGER as bigint (exact beyond 2^53), REAL as
 // number, TEXT as string, BLOB as Buffer, NULL as null.
 import { UserError } from "../cli.ts";
@@ -143,7 +145,7 @@ export function converterFor(kind: Kind, where: () => string): Converter {
 export function canonicalSql(col: string, kind: Kind): string {
   switch (kind) {
     case "bool":
-      return `case when ${col} then 't' else 'f' end`;
+      return `case when ${col} then 't' when not ${col} then 'f' end`; // NULL stays NULL ("-")
     case "int":
       return `${col}::text`;
     case "float8":

@@ -2,10 +2,15 @@
 // the same code in the copying thread and in copy worker threads.
 import { createHash } from "node:crypto";
 import { canonicalField, converterFor, type Converter, type Kind, type SqliteValue } from "./convert.ts";
-import { CanonicalRow, HashSum } from "./rowhash.ts";
+import { RecordHasher } from "./record-hash.ts";
+import { HashSum } from "./rowhash.ts";
 
-/** How a canonical row is hashed: PostgreSQL's hashtextextended(row, 0) (see rowhash.ts) or the first 8 bytes of md5. */
-export type RowHash = "lookup3" | "md5";
+/**
+ * How a row is hashed: "record" is PostgreSQL's hash_record_extended over the typed columns (record-hash.ts; PostgreSQL
+ * 14+ on a little-endian server), "md5" the first 8 bytes of md5 of the canonical row text (convert.ts
+ * canonicalRowSql; slower, the same on every server).
+ */
+export type RowHash = "record" | "md5";
 
 export interface Checksum {
   rows: number;
@@ -17,34 +22,24 @@ export interface Checksum {
 export class RowEncoder {
   private readonly convs: Converter[];
   private readonly fields: string[];
-  private readonly md5: boolean;
-  private readonly float8: boolean[];
-  private readonly canon = new CanonicalRow();
+  private readonly record: RecordHasher | undefined;
   readonly sum = new HashSum();
   rows = 0;
 
   constructor(table: string, columns: { name: string; kind: Kind }[], rowHash: RowHash) {
     this.convs = columns.map((c) => converterFor(c.kind, () => `${table}.${c.name}`));
     this.fields = new Array(columns.length);
-    this.md5 = rowHash === "md5";
-    this.float8 = columns.map((c) => c.kind === "float8");
+    this.record = rowHash === "record" ? new RecordHasher(table, columns) : undefined;
   }
 
   /** The row's COPY line (with its newline); adds the row's hash to the checksum. */
   line(row: SqliteValue[]): string {
     const { convs, fields } = this;
-    let canon = "";
     for (let i = 0; i < convs.length; i++) {
       const v = row[i];
-      if (v === null) {
-        fields[i] = "\\N";
-        canon += "-";
-      } else {
-        fields[i] = convs[i].copy(v);
-        canon += canonicalField(convs[i].canonical(v));
-      }
+      fields[i] = v === null ? "\\N" : convs[i].copy(v);
     }
-    this.addCanonical(canon);
+    this.hash(row);
     return fields.join("\t") + "\n";
   }
 
@@ -63,32 +58,19 @@ export class RowEncoder {
 
   /** Adds the row's hash to the checksum only (no COPY line). */
   hash(row: SqliteValue[]) {
-    const { convs } = this;
-    if (!this.md5) {
-      // The same canonical bytes as below, written in place (rowhash.ts: CanonicalRow).
-      const c = this.canon;
-      c.pos = 0;
+    const { record } = this;
+    if (record) {
+      record.hash(row);
+      this.sum.add(record.hi, record.lo);
+    } else {
+      const { convs } = this;
+      let canon = "";
       for (let i = 0; i < convs.length; i++) {
         const v = row[i];
-        if (v === null) c.null();
-        else if (this.float8[i] && typeof v === "number") c.float8(v);
-        else c.text(convs[i].canonical(v));
+        canon += v === null ? "-" : canonicalField(convs[i].canonical(v));
       }
-      this.sum.addBytes(c.buf, c.pos);
-      this.rows++;
-      return;
+      this.sum.addBigInt(createHash("md5").update(canon, "utf8").digest().readBigInt64BE(0));
     }
-    let canon = "";
-    for (let i = 0; i < convs.length; i++) {
-      const v = row[i];
-      canon += v === null ? "-" : canonicalField(convs[i].canonical(v));
-    }
-    this.addCanonical(canon);
-  }
-
-  private addCanonical(canon: string) {
-    if (this.md5) this.sum.addBigInt(createHash("md5").update(canon, "utf8").digest().readBigInt64BE(0));
-    else this.sum.addText(canon);
     this.rows++;
   }
 }

@@ -1,13 +1,25 @@
-// The per-row hash of the verification checksum, identical to PostgreSQL's `hashtextextended(text, 0)`: Bob Jenkins'
-// lookup3 as PostgreSQL implements it in src/common/hashfn.c (hash_bytes_extended), for a little-endian server.
-// About ten times cheaper per row than md5 through node:crypto, on both sides. A big-endian server hashes differently:
-// `probeRowHash` notices and the migration falls back to md5 (see verify.ts).
-
-import { float8Hex, LITTLE_ENDIAN } from "./convert.ts";
+// PostgreSQL's 64-bit hash functions, as the row hash of the verification checksum needs them (record-hash.ts):
+// Bob Jenkins' lookup3 as src/common/hashfn.c implements it (hash_bytes_extended, hash_bytes_uint32_extended) with
+// seed 0, for a little-endian server; the results as two 32-bit halves (out[0] = high half signed, out[1] = low half),
+// no BigInt per value. A big-endian server hashes bytes differently: `chooseRowHash` (verify.ts) notices and the
+// migration falls back to md5.
 
 const rot = (x: number, k: number) => (x << k) | (x >>> (32 - k));
 
-/** hashtextextended(<the UTF-8 bytes buf[0..len)>, 0) as PostgreSQL returns it: [high 32 bits signed, low 32 bits unsigned]. */
+/** hashfn.c final(a, b, c), result ((uint64) b << 32) | c into out. */
+function final(a: number, b: number, c: number, out: Int32Array) {
+  c ^= b; c = (c - rot(b, 14)) | 0;
+  a ^= c; a = (a - rot(c, 11)) | 0;
+  b ^= a; b = (b - rot(a, 25)) | 0;
+  c ^= b; c = (c - rot(b, 16)) | 0;
+  a ^= c; a = (a - rot(c, 4)) | 0;
+  b ^= a; b = (b - rot(a, 14)) | 0;
+  c ^= b; c = (c - rot(b, 24)) | 0;
+  out[0] = b;
+  out[1] = c;
+}
+
+/** hash_bytes_extended(buf[0..len), 0): what hashtextextended (deterministic collation) and hashvarlenaextended (bytea) return. */
 export function hashBytes(buf: Uint8Array, len: number, out: Int32Array) {
   let a = (0x9e3779b9 + len + 3923095) | 0;
   let b = a;
@@ -42,16 +54,97 @@ export function hashBytes(buf: Uint8Array, len: number, out: Int32Array) {
     case 2: a = (a + (buf[i + 1] << 8)) | 0; // falls through
     case 1: a = (a + buf[i]) | 0;
   }
-  // final(a, b, c)
-  c ^= b; c = (c - rot(b, 14)) | 0;
-  a ^= c; a = (a - rot(c, 11)) | 0;
-  b ^= a; b = (b - rot(a, 25)) | 0;
-  c ^= b; c = (c - rot(b, 16)) | 0;
-  a ^= c; a = (a - rot(c, 4)) | 0;
-  b ^= a; b = (b - rot(a, 14)) | 0;
-  c ^= b; c = (c - rot(b, 24)) | 0;
-  out[0] = b;
-  out[1] = c;
+  final(a, b, c, out);
+}
+
+const INIT4 = (0x9e3779b9 + 4 + 3923095) | 0;
+
+/** hash_bytes_uint32_extended(k, 0) (hashfn.c): what hashint2/4/8extended and hashcharextended (bool) end in. */
+export function hashUint32(k: number, out: Int32Array) {
+  final((INIT4 + k) | 0, INIT4, INIT4, out);
+}
+
+const scratch = new DataView(new ArrayBuffer(8));
+
+/** hashint8extended(v, 0) (hashfunc.c): the high half folded into the low one, then hash_uint32_extended. For in-range
+ * values hashint2extended and hashint4extended give the same (both sign-extend to int32 and hash that). */
+export function hashInt8(v: bigint, out: Int32Array) {
+  scratch.setBigInt64(0, v);
+  const hi = scratch.getInt32(0);
+  hashUint32(scratch.getInt32(4) ^ (hi >= 0 ? hi : ~hi), out);
+}
+
+const INIT8 = (0x9e3779b9 + 8 + 3923095) | 0;
+
+/** hashvarlenaextended(float8send(x), 0): the 8 big-endian bytes of the double, read by lookup3 as two little-endian
+ * words; NaN as PostgreSQL's NaN (float8in('NaN'), what binary.ts and the text COPY store). */
+export function hashFloat8(x: number, out: Int32Array) {
+  if (x !== x) {
+    scratch.setUint32(0, 0x7ff80000);
+    scratch.setUint32(4, 0);
+  } else scratch.setFloat64(0, x);
+  final((INIT8 + scratch.getInt32(0, true)) | 0, (INIT8 + scratch.getInt32(4, true)) | 0, INIT8, out);
+}
+
+/** hashvarlenaextended(float4send(x), 0): 4 bytes hash like one little-endian uint32. */
+export function hashFloat4(x: number, out: Int32Array) {
+  if (x !== x) scratch.setUint32(0, 0x7fc00000);
+  else scratch.setFloat32(0, x);
+  hashUint32(scratch.getInt32(0, true), out);
+}
+
+let utf8 = Buffer.allocUnsafe(64 * 1024);
+
+/**
+ * hashtextextended(s, 0) of the UTF-8 bytes of `s`. ASCII (the usual MLflow key, uuid, tag) is hashed straight from
+ * the UTF-16 code units, 12 at a time as hash_bytes_extended reads bytes; the first block holding anything else
+ * restarts the whole string through a UTF-8 encode (lone surrogates become U+FFFD, as when the value is sent).
+ */
+export function hashString(s: string, out: Int32Array) {
+  const len = s.length;
+  let a = (0x9e3779b9 + len + 3923095) | 0;
+  let b = a;
+  let c = a;
+  let i = 0;
+  for (; len - i >= 12; i += 12) {
+    const c0 = s.charCodeAt(i), c1 = s.charCodeAt(i + 1), c2 = s.charCodeAt(i + 2), c3 = s.charCodeAt(i + 3);
+    const c4 = s.charCodeAt(i + 4), c5 = s.charCodeAt(i + 5), c6 = s.charCodeAt(i + 6), c7 = s.charCodeAt(i + 7);
+    const c8 = s.charCodeAt(i + 8), c9 = s.charCodeAt(i + 9), c10 = s.charCodeAt(i + 10), c11 = s.charCodeAt(i + 11);
+    if ((c0 | c1 | c2 | c3 | c4 | c5 | c6 | c7 | c8 | c9 | c10 | c11) > 0x7f) return hashUtf8(s, out);
+    a = (a + (c0 | (c1 << 8) | (c2 << 16) | (c3 << 24))) | 0;
+    b = (b + (c4 | (c5 << 8) | (c6 << 16) | (c7 << 24))) | 0;
+    c = (c + (c8 | (c9 << 8) | (c10 << 16) | (c11 << 24))) | 0;
+    // mix(a, b, c)
+    a = (a - c) | 0; a ^= rot(c, 4); c = (c + b) | 0;
+    b = (b - a) | 0; b ^= rot(a, 6); a = (a + c) | 0;
+    c = (c - b) | 0; c ^= rot(b, 8); b = (b + a) | 0;
+    a = (a - c) | 0; a ^= rot(c, 16); c = (c + b) | 0;
+    b = (b - a) | 0; b ^= rot(a, 19); a = (a + c) | 0;
+    c = (c - b) | 0; c ^= rot(b, 4); b = (b + a) | 0;
+  }
+  // The last 0..11 code units, as hashBytes' switch: bytes 0-3 into a, 4-7 into b, 8-10 into c above its lowest byte.
+  let m = 0;
+  let ch = 0;
+  switch (len - i) {
+    case 11: ch = s.charCodeAt(i + 10); m |= ch; c = (c + (ch << 24)) | 0; // falls through
+    case 10: ch = s.charCodeAt(i + 9); m |= ch; c = (c + (ch << 16)) | 0; // falls through
+    case 9: ch = s.charCodeAt(i + 8); m |= ch; c = (c + (ch << 8)) | 0; // falls through
+    case 8: ch = s.charCodeAt(i + 7); m |= ch; b = (b + (ch << 24)) | 0; // falls through
+    case 7: ch = s.charCodeAt(i + 6); m |= ch; b = (b + (ch << 16)) | 0; // falls through
+    case 6: ch = s.charCodeAt(i + 5); m |= ch; b = (b + (ch << 8)) | 0; // falls through
+    case 5: ch = s.charCodeAt(i + 4); m |= ch; b = (b + ch) | 0; // falls through
+    case 4: ch = s.charCodeAt(i + 3); m |= ch; a = (a + (ch << 24)) | 0; // falls through
+    case 3: ch = s.charCodeAt(i + 2); m |= ch; a = (a + (ch << 16)) | 0; // falls through
+    case 2: ch = s.charCodeAt(i + 1); m |= ch; a = (a + (ch << 8)) | 0; // falls through
+    case 1: ch = s.charCodeAt(i); m |= ch; a = (a + ch) | 0;
+  }
+  if (m > 0x7f) return hashUtf8(s, out);
+  final(a, b, c, out);
+}
+
+function hashUtf8(s: string, out: Int32Array) {
+  if (s.length * 3 > utf8.length) utf8 = Buffer.allocUnsafe(s.length * 3 + 1024);
+  hashBytes(utf8, utf8.write(s, 0, "utf8"), out);
 }
 
 /**
@@ -63,20 +156,11 @@ export class HashSum {
   private lo = 0;
   private pending = 0;
   private total = 0n;
-  private buf = Buffer.allocUnsafe(64 * 1024);
-  private out = new Int32Array(2);
 
-  /** Adds the hash of `text` (its UTF-8 bytes). */
-  addText(text: string) {
-    if (text.length * 3 > this.buf.length) this.buf = Buffer.allocUnsafe(text.length * 3 + 1024);
-    this.addBytes(this.buf, this.buf.write(text, 0, "utf8"));
-  }
-
-  /** Adds the hash of buf[0..len) (UTF-8 bytes). */
-  addBytes(buf: Uint8Array, len: number) {
-    hashBytes(buf, len, this.out);
-    this.hi += this.out[0];
-    this.lo += this.out[1] >>> 0;
+  /** Adds the row hash whose high 32 bits are `hi` (signed) and low 32 bits `lo` (either sign: taken unsigned). */
+  add(hi: number, lo: number) {
+    this.hi += hi | 0;
+    this.lo += lo >>> 0;
     if (++this.pending === 1 << 20) this.fold();
   }
 
@@ -95,74 +179,7 @@ export class HashSum {
   }
 }
 
-const HEX_CODES = Array.from("0123456789abcdef", (c) => c.charCodeAt(0));
-const f64 = new Float64Array(1);
-const f64Bytes = new Uint8Array(f64.buffer);
-
-/**
- * A canonical row (convert.ts: canonicalField per column, concatenated) written as UTF-8 bytes in place, one field at a
- * time: the same bytes as Buffer.from(<the row's canonical string>), without building that string per row (measured:
- * the string path was 40% of the copying thread's CPU).
- */
-export class CanonicalRow {
-  buf = Buffer.allocUnsafe(4096);
-  pos = 0;
-
-  private ensure(n: number) {
-    if (this.pos + n <= this.buf.length) return;
-    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n + 1024));
-    this.buf.copy(bigger, 0, 0, this.pos);
-    this.buf = bigger;
-  }
-
-  private ascii(s: string) {
-    const { buf } = this;
-    for (let i = 0; i < s.length; i++) buf[this.pos++] = s.charCodeAt(i);
-  }
-
-  null() {
-    this.ensure(1);
-    this.buf[this.pos++] = 45; // "-"
-  }
-
-  /** `<UTF-8 byte length>:<text>` */
-  text(s: string) {
-    const start = this.pos;
-    const prefix = String(s.length);
-    this.ensure(prefix.length + 1 + s.length);
-    this.ascii(prefix);
-    this.buf[this.pos++] = 58; // ":"
-    const { buf } = this;
-    for (let i = 0; i < s.length; i++) {
-      const c = s.charCodeAt(i);
-      if (c > 0x7f) {
-        // Not ASCII: the byte length differs from the UTF-16 length; write it the long way.
-        this.pos = start;
-        const len = Buffer.byteLength(s, "utf8");
-        const p = String(len);
-        this.ensure(p.length + 1 + len);
-        this.ascii(p);
-        this.buf[this.pos++] = 58;
-        this.pos += this.buf.write(s, this.pos, "utf8");
-        return;
-      }
-      buf[this.pos++] = c;
-    }
-  }
-
-  /** `16:<the double's 8 big-endian bytes in hex>` (convert.ts float8Hex), NaN as PostgreSQL's. */
-  float8(x: number) {
-    if (Number.isNaN(x) || !LITTLE_ENDIAN) return this.text(float8Hex(x));
-    this.ensure(19);
-    const { buf } = this;
-    buf[this.pos++] = 49; // "1"
-    buf[this.pos++] = 54; // "6"
-    buf[this.pos++] = 58; // ":"
-    f64[0] = x;
-    for (let i = 7; i >= 0; i--) {
-      const b = f64Bytes[i];
-      buf[this.pos++] = HEX_CODES[b >> 4];
-      buf[this.pos++] = HEX_CODES[b & 15];
-    }
-  }
+/** The signed 64-bit value of the halves in `out` (tests, probes). */
+export function toBigInt(out: Int32Array): bigint {
+  return (BigInt(out[0]) << 32n) + BigInt(out[1] >>> 0);
 }
