@@ -5,9 +5,11 @@
 // indexes and foreign keys: floor.ts) and pgloader's data-only recipe when pgloader is installed.
 // The PostgreSQL is a throwaway cluster (initdb in a temp dir) configured like the stack's `db` service: the postgres
 // image's defaults (compose.yml sets no server setting), i.e. fsync, full_page_writes and synchronous_commit on,
-// wal_level replica, and data checksums on as PostgreSQL 18's initdb does by default (compose.yml runs 18; the binaries
-// here are 15.x, whose initdb needs --data-checksums for that), started fresh for each method. --fast-cluster keeps the tests' throwaway settings
-// (fsync off, ...) for development; the header says which. A benchmark, not a test: it prints figures.
+// wal_level replica, data checksums on as PostgreSQL 18's initdb does by default (compose.yml runs 18; the binaries
+// here are 15.x, whose initdb needs --data-checksums for that), and the en_US.utf8 collation the image's initdb gets
+// from its LANG (docker-library/postgres 18/trixie/Dockerfile: ENV LANG en_US.utf8), started fresh for each method.
+// --fast-cluster keeps the tests' throwaway settings (fsync off, C.UTF-8, ...) for development; the header says which.
+// A benchmark, not a test: it prints figures.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -26,16 +28,16 @@ const USAGE = `Usage: npm run bench:migrate -- [--metrics 5000000] [--shape long
   --metrics N      generated metrics per shape (default 5000000)
   --shape S        long: 10 runs x 5 keys x N/50 steps; wide: N/1000 runs of 10 keys x 100 steps, 20 params, 10 tags
                    each; both (default)
-  --fast-cluster   PostgreSQL with fsync, full_page_writes, synchronous_commit off and no data checksums (development
-                   only: not what users migrate into)
+  --fast-cluster   PostgreSQL with fsync, full_page_writes, synchronous_commit off, no data checksums and the C.UTF-8
+                   collation (development only: not what users migrate into)
   --no-anchors     time only npm run migrate (while tuning it; the comparison needs the floor and pgloader)
   --cpu-prof DIR   write a V8 CPU profile of npm run migrate to DIR (node --cpu-prof)
   --json           print the results as JSON on stdout
 `;
 
 /** The settings of the stack's db service as far as they matter here (compose.yml sets none: the image's defaults). */
-const PRODUCTION_LIKE = { durable: true, dataChecksums: true, settings: { wal_level: "replica" } };
-const SHOWN = ["server_version", "fsync", "full_page_writes", "synchronous_commit", "wal_level", "data_checksums", "shared_buffers", "max_wal_size", "maintenance_work_mem", "max_parallel_maintenance_workers", "max_worker_processes"];
+const PRODUCTION_LIKE = { durable: true, dataChecksums: true, locale: "en_US.UTF-8", settings: { wal_level: "replica" } };
+const SHOWN = ["server_version", "lc_collate", "fsync", "full_page_writes", "synchronous_commit", "wal_level", "data_checksums", "shared_buffers", "max_wal_size", "maintenance_work_mem", "max_parallel_maintenance_workers", "max_worker_processes"];
 
 interface Result {
   method: string;
@@ -257,6 +259,9 @@ async function main() {
   const shapes: Shape[] = shapeArg === "both" ? ["long", "wide"] : [shapeArg as Shape];
   if (!initdbPath) throw new UserError("PostgreSQL 15 binaries not found (apt-get install postgresql-15)");
   const fast = !!values["fast-cluster"];
+  if (!fast && !/^en_US\.utf-?8$/im.test(spawnSync("locale", ["-a"], { encoding: "utf8" }).stdout ?? "")) {
+    throw new UserError("the en_US.UTF-8 locale is not installed (the postgres image initialises its cluster with it) — run: echo 'en_US.UTF-8 UTF-8' >> /etc/locale.gen && locale-gen (package locales), or pass --fast-cluster");
+  }
   const tmp = makeTempDir("bench-migrate");
   chmodSync(tmp.dir, 0o755); // the floor's files are read by the server's OS user
   cleanups.push(tmp.cleanup);
@@ -269,7 +274,7 @@ async function main() {
     const settings = await onFreshCluster(start, settingsOf);
     const label = fast
       ? "FAST THROWAWAY cluster (--fast-cluster: fsync, full_page_writes, synchronous_commit off; NOT what users migrate into)"
-      : "production-like cluster (the stack's db service: postgres image defaults; data checksums on as PostgreSQL 18's initdb does; these binaries are 15.x)";
+      : "production-like cluster (the stack's db service: postgres image defaults, en_US.utf8 from its LANG; data checksums on as PostgreSQL 18's initdb does; these binaries are 15.x)";
     const header = `PostgreSQL: ${label}\n  ${Object.entries(settings).map(([k, v]) => `${k}=${v}`).join(", ")}\nmachine: ${(await import("node:os")).availableParallelism()} cores, loadavg ${loadavg()}\n`;
     if (!values.json) process.stdout.write(header);
     const all: ShapeResult[] = [];

@@ -37,9 +37,11 @@ export interface StartPostgresOptions {
   dataChecksums?: boolean;
   /** More server settings (`-c name=value`), applied after the fast/durable ones. */
   settings?: Record<string, string>;
+  /** initdb --locale (default C.UTF-8; the postgres image initialises with en_US.utf8, its LANG). */
+  locale?: string;
 }
 
-export async function startPostgres({ durable = false, dataChecksums = false, settings = {} }: StartPostgresOptions = {}): Promise<TestPostgres> {
+export async function startPostgres({ durable = false, dataChecksums = false, settings = {}, locale = "C.UTF-8" }: StartPostgresOptions = {}): Promise<TestPostgres> {
   if (!initdbPath) throw new Error("initdb not found (apt-get install postgresql-15)");
   const bin = join(initdbPath, "..");
   const { dir, cleanup } = makeTempDir("pg");
@@ -55,7 +57,7 @@ export async function startPostgres({ durable = false, dataChecksums = false, se
       ? execFileSync("runuser", ["-u", "postgres", "--", cmd, ...args], { stdio: "pipe" })
       : execFileSync(cmd, args, { stdio: "pipe" });
   if (asPostgres.length) execFileSync("chown", ["-R", "postgres", dir]);
-  run(join(bin, "initdb"), ["-D", data, "-U", user, `--pwfile=${pwfile}`, "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C.UTF-8", ...(dataChecksums ? ["--data-checksums"] : [])]);
+  run(join(bin, "initdb"), ["-D", data, "-U", user, `--pwfile=${pwfile}`, "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", `--locale=${locale}`, ...(dataChecksums ? ["--data-checksums"] : [])]);
   const port = await freePort();
   const fast = durable ? [] : ["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"];
   const extra = Object.entries(settings).flatMap(([k, v]) => ["-c", `${k}=${v}`]);

@@ -7,7 +7,6 @@ import type Database from "./sqlite.ts";
 import { once } from "node:events";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
-import { availableParallelism } from "node:os";
 import { BINARY_HEADER, BINARY_TRAILER } from "./binary.ts";
 import { LaneWorker } from "./lanes.ts";
 import { binaryWriters, PageEncoder, type PageColumn } from "./page-encoder.ts";
@@ -31,9 +30,12 @@ export function sharedColumns(table: TargetTable, sourceColumns: string[]) {
 /** Tables with at least this many rows are read in lanes (when the table and the source allow, see `lanesFor`). */
 export const PARALLEL_ROWS = 100_000;
 
-/** Default lanes: one per core, at most two (measured on 2 cores; see README, Benchmarks). */
+/**
+ * Default lanes: 1. On 2 cores a second lane did not make the copy faster (measured: the server, which fills the
+ * primary key as the rows arrive, is the slower side; see README, Benchmarks); --workers N adds lanes for idle cores.
+ */
 export function defaultLanes(): number {
-  return Math.min(2, availableParallelism());
+  return 1;
 }
 
 /**
