@@ -31,8 +31,8 @@ export function sharedColumns(table: TargetTable, sourceColumns: string[]) {
 export const PARALLEL_ROWS = 100_000;
 
 /**
- * Default lanes: 1. On 2 cores a second lane did not make the copy faster (measured: the server, which fills the
- * primary key as the rows arrive, is the slower side; see README, Benchmarks); --workers N adds lanes for idle cores.
+ * Default lanes: 1. On 2 cores a second lane did not make the copy faster (measured: both lanes' SQLite reads slow
+ * down when run together, and they share the cores with the server's COPY); --workers N adds lanes for idle cores.
  */
 export function defaultLanes(): number {
   return 1;

@@ -1,10 +1,6 @@
 // Settings for building a key or index after the bulk load, in the migration's transaction (SET LOCAL), shared with the
 // benchmark's floor (floor.ts) so both build with the same memory and workers.
 import type pg from "pg";
-import { sharedColumns } from "./copy.ts";
-import { readOrder } from "./read-rows.ts";
-import type { Source } from "./source.ts";
-import type { Catalog } from "./target.ts";
 
 /** SET LOCAL statements to run before building an index on `table` (schema-qualified, quoted). */
 export async function indexBuildSettings(_client: pg.Client, _table: string): Promise<string[]> {
@@ -24,24 +20,4 @@ export async function buildKeysAndIndexes(client: pg.Client, keys: { table: stri
     for (const s of await indexBuildSettings(client, quoteTable(item.table))) await client.query(s);
     await client.query(item.create);
   }
-}
-
-/**
- * The primary keys that stay in place while their table is copied: those whose columns are the order in which the
- * source is read (read-rows.ts: SQLite's primary key, read by index). The rows then arrive sorted, each insert lands on
- * the key's rightmost page (nbtree's fastpath for ascending inserts), and that work overlaps the copy, where
- * PostgreSQL waits on the client anyway, instead of a sort after it (measured on 2M metrics, production-like cluster:
- * copy plus key 4.0-5.4 s kept against 4.9-6.9 s dropped and rebuilt). Where the target's collation orders text
- * other than SQLite's byte order (en_US), runs of rows still arrive in order; it is only slower, never different.
- */
-export function keysKeptDuringCopy<K extends Catalog["keys"][number]>(source: Source, catalog: Catalog, keys: K[]): Set<K> {
-  const kept = new Set<K>();
-  for (const key of keys) {
-    const table = catalog.tables.get(key.table);
-    const src = source.tables.get(key.table);
-    if (key.type !== "p" || !table || !src) continue;
-    const order = readOrder(source.db, key.table, sharedColumns(table, src.columns).map((c) => c.name));
-    if (order && order.length === key.columns.length && order.every((c, i) => c === key.columns[i])) kept.add(key);
-  }
-  return kept;
 }

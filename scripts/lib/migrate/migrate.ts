@@ -11,7 +11,7 @@ import { openSource, type Source } from "./source.ts";
 import { APPLICATION_NAME, connectTarget, otherSessions, readCatalog, redactUrl, smokeLeftovers, targetAlembicVersion, targetFailure, userData, type Catalog } from "./target.ts";
 import { chooseRowHash, compare, targetChecksum, type VerifiedTable } from "./verify.ts";
 import { rewriteLocations, type LocationRewrite } from "./locations.ts";
-import { buildKeysAndIndexes, keysKeptDuringCopy } from "./index-build.ts";
+import { buildKeysAndIndexes } from "./index-build.ts";
 import { describeBadText, findBadText, type BadText } from "./text-check.ts";
 
 export type MigrateEvent =
@@ -244,12 +244,10 @@ async function copyAll(client: pg.Client, source: Source, catalog: Catalog, plan
       if (now.length && !opts.replace) throw new UserError(`target is not empty any more (${now[0]}) — nothing was written`);
     });
 
-    // Bare tables: foreign keys, then primary/unique keys and indexes go; rebuilt once after the load. A primary key the
-    // rows arrive sorted by stays (keysKeptDuringCopy).
+    // Bare tables: foreign keys, then primary/unique keys and indexes go; rebuilt once after the load.
+    emit({ type: "phase", message: "dropping keys and indexes for the bulk load (rebuilt before commit)" });
     const fks = catalog.foreignKeys;
-    const kept = keysKeptDuringCopy(source, catalog, catalog.keys.filter((k) => loaded.has(k.table)));
-    const keys = catalog.keys.filter((k) => loaded.has(k.table) && !kept.has(k));
-    emit({ type: "phase", message: `dropping keys and indexes for the bulk load (rebuilt before commit; ${kept.size} primary keys filled as the sorted rows arrive)` });
+    const keys = catalog.keys.filter((k) => loaded.has(k.table));
     const indexes = catalog.indexes.filter((i) => loaded.has(i.table));
     const qt = (t: string) => catalog.tables.get(t)!.qualified;
     await phase("drop keys and truncate", async () => {

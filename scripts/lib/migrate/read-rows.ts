@@ -25,11 +25,6 @@ function primaryKey(db: Database.Database, table: string): string[] {
   return db.prepare(`select name from pragma_table_info(?) where pk > 0 order by pk`).pluck().all(table) as string[];
 }
 
-/** The source's primary-key columns when readRows reads `table` in that order (keyOrder), else undefined. */
-export function readOrder(db: Database.Database, table: string, columns: string[]): string[] | undefined {
-  return keyOrder(db, table, columns) ? primaryKey(db, table) : undefined;
-}
-
 /** Whether readRows can page `table` by key (free key order, every key column among those read): what lanes need. */
 export function pagedByKey(db: Database.Database, table: string, columns: string[]): boolean {
   return keyOrder(db, table, columns) !== "" && primaryKey(db, table).every((k) => columns.includes(k));

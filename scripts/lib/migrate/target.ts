@@ -26,8 +26,7 @@ export interface Catalog {
   order: string[];
   /** Foreign keys, primary keys/unique constraints and plain indexes, with the SQL that recreates them. */
   foreignKeys: { table: string; name: string; create: string }[];
-  /** Primary keys ("p") and unique constraints ("u"), with their columns in key order. */
-  keys: { table: string; name: string; create: string; type: "p" | "u"; columns: string[] }[];
+  keys: { table: string; name: string; create: string }[];
   indexes: { table: string; name: string; create: string }[];
   sequences: { sequence: string; table: string; column: string }[];
 }
@@ -125,10 +124,8 @@ export async function readCatalog(client: pg.Client): Promise<Catalog> {
     if (!t) tables.set(r.table, (t = { name: r.table, qualified: `${quoteIdent(schema)}.${quoteIdent(r.table)}`, columns: [] }));
     t.columns.push({ name: r.column, quoted: quoteIdent(r.column), type: r.type, kind: kindOf(r.type), generated: r.generated !== "" });
   }
-  const cons = await client.query<{ table: string; name: string; type: string; def: string; ref: string | null; columns: string[] }>(
-    `select c.relname as table, k.conname as name, k.contype as type, pg_get_constraintdef(k.oid) as def, r.relname as ref,
-            array(select a.attname::text from unnest(k.conkey) with ordinality u(n, o)
-                    join pg_attribute a on a.attrelid = k.conrelid and a.attnum = u.n order by u.o) as columns
+  const cons = await client.query<{ table: string; name: string; type: string; def: string; ref: string | null }>(
+    `select c.relname as table, k.conname as name, k.contype as type, pg_get_constraintdef(k.oid) as def, r.relname as ref
        from pg_constraint k join pg_class c on c.oid = k.conrelid join pg_namespace n on n.oid = c.relnamespace
        left join pg_class r on r.oid = k.confrelid
       where n.nspname = $1 and k.contype in ('p', 'u', 'f')
@@ -138,9 +135,7 @@ export async function readCatalog(client: pg.Client): Promise<Catalog> {
   const alter = (table: string, name: string, def: string) =>
     `alter table ${quoteIdent(schema)}.${quoteIdent(table)} add constraint ${quoteIdent(name)} ${def}`;
   const foreignKeys = cons.rows.filter((r) => r.type === "f").map((r) => ({ table: r.table, name: r.name, create: alter(r.table, r.name, r.def) }));
-  const keys = cons.rows
-    .filter((r) => r.type !== "f")
-    .map((r) => ({ table: r.table, name: r.name, create: alter(r.table, r.name, r.def), type: r.type as "p" | "u", columns: r.columns }));
+  const keys = cons.rows.filter((r) => r.type !== "f").map((r) => ({ table: r.table, name: r.name, create: alter(r.table, r.name, r.def) }));
   const idx = await client.query<{ table: string; name: string; def: string }>(
     `select c.relname as table, i.relname as name, pg_get_indexdef(x.indexrelid) as def
        from pg_index x join pg_class c on c.oid = x.indrelid join pg_class i on i.oid = x.indexrelid
