@@ -1,4 +1,4 @@
-// npm run bench:migrate -- [--metrics 5000000] [--shape long|wide|both] [--fast-cluster] [--no-anchors] [--json]
+// npm run bench:migrate -- [--metrics 5000000] [--shape long|wide|both] [--rounds 3] [--fast-cluster] [--no-anchors] [--json]
 // Inflates the real MLflow fixture to a large database in two shapes (long training histories; many short runs),
 // migrates it into the schema MLflow creates and prints wall time, rows/s and peak RSS next to, measured in the same
 // run on the same data and schema: the floor (PostgreSQL's own server-side COPY FREEZE from files, then the same keys,
@@ -15,7 +15,7 @@ import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:
 import { join, resolve } from "node:path";
 import pg from "pg";
 import { parseCli, runCli, UserError } from "./lib/cli.ts";
-import { loadFloor, writeFloorFiles } from "./lib/migrate/floor.ts";
+import { loadFloor, writeFloorFiles, type FloorFile } from "./lib/migrate/floor.ts";
 import { inflate, type Shape } from "./lib/migrate/inflate.ts";
 import { openSource } from "./lib/migrate/source.ts";
 import { readCatalog } from "./lib/migrate/target.ts";
@@ -24,14 +24,16 @@ import { createMlflowDatabase, FIXTURES, initdbPath, startPostgres, type TestPos
 import { makeTempDir } from "../test/support/tmp.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const USAGE = `Usage: npm run bench:migrate -- [--metrics 5000000] [--shape long|wide|both] [--fast-cluster] [--no-anchors] [--cpu-prof DIR] [--json]
+const USAGE = `Usage: npm run bench:migrate -- [--metrics 5000000] [--shape long|wide|both] [--rounds 3] [--fast-cluster] [--no-anchors] [--cpu-prof DIR] [--json]
   --metrics N      generated metrics per shape (default 5000000)
   --shape S        long: 10 runs x 5 keys x N/50 steps; wide: N/1000 runs of 10 keys x 100 steps, 20 params, 10 tags
                    each; both (default)
   --fast-cluster   PostgreSQL with fsync, full_page_writes, synchronous_commit off, no data checksums and the C.UTF-8
                    collation (development only: not what users migrate into)
   --no-anchors     time only npm run migrate (while tuning it; the comparison needs the floor and pgloader)
-  --cpu-prof DIR   write a V8 CPU profile of npm run migrate to DIR (node --cpu-prof)
+  --rounds N       runs of ours and of the floor per shape, alternating, each on a fresh cluster (default 3); the
+                   median is reported (pgloader runs once)
+  --cpu-prof DIR   write a V8 CPU profile of npm run migrate's first round to DIR (node --cpu-prof)
   --json           print the results as JSON on stdout
 `;
 
@@ -41,9 +43,14 @@ const SHOWN = ["server_version", "lc_collate", "fsync", "full_page_writes", "syn
 
 interface Result {
   method: string;
+  /** The median of the rounds (of one run for pgloader). */
   seconds: number;
+  /** Wall seconds of every round, in the order run. */
+  rounds?: number[];
+  /** The largest of the rounds. */
   rssKiB?: number;
   note: string;
+  /** Of the median round. */
   phases?: { phase: string; seconds: number }[];
 }
 
@@ -116,18 +123,14 @@ async function settingsOf(server: TestPostgres): Promise<Record<string, string>>
   return out;
 }
 
-async function floor(server: TestPostgres, source: string, dir: string): Promise<Result> {
+/** One round of the floor: the COPY files (written once per shape, see runShape) loaded into a fresh database. */
+async function floor(server: TestPostgres, files: FloorFile[]): Promise<Result> {
   await createMlflowDatabase(server, "floor");
   const client = new pg.Client({ connectionString: server.url("floor") });
   client.on("error", () => {}); // the server going away (Ctrl-C) surfaces as a failed query, not an uncaught error
   await client.connect();
-  const src = openSource(source);
   try {
     const catalog = await readCatalog(client);
-    process.stderr.write("bench: floor: writing the COPY files (not timed)...\n");
-    mkdirSync(dir, { recursive: true, mode: 0o755 });
-    chmodSync(dir, 0o755);
-    const files = writeFloorFiles(src, catalog, dir);
     await settle(server);
     process.stderr.write("bench: floor: server-side COPY FREEZE, keys, indexes, foreign keys...\n");
     const t0 = performance.now();
@@ -135,10 +138,51 @@ async function floor(server: TestPostgres, source: string, dir: string): Promise
     const seconds = (performance.now() - t0) / 1000;
     return { method: "floor: server-side COPY FREEZE + same keys", seconds, note: `${files.length} tables from files, one transaction`, phases };
   } finally {
-    src.close();
     await client.end();
-    rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Writes the floor's COPY files for `source` into `dir` (not timed), from the catalog of a fresh MLflow schema. */
+async function floorFiles(start: () => Promise<TestPostgres>, source: string, dir: string): Promise<FloorFile[]> {
+  process.stderr.write("bench: floor: writing the COPY files (not timed)...\n");
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  chmodSync(dir, 0o755);
+  return onFreshCluster(start, async (server) => {
+    await createMlflowDatabase(server, "schema");
+    const client = new pg.Client({ connectionString: server.url("schema") });
+    await client.connect();
+    const src = openSource(source);
+    try {
+      return writeFloorFiles(src, await readCatalog(client), dir);
+    } finally {
+      src.close();
+      await client.end();
+    }
+  });
+}
+
+/** Ours, as users run it: `npm run migrate` into a fresh MLflow schema. */
+async function ours(server: TestPostgres, tmp: string, source: string, cpuProf?: string): Promise<{ result: Result; plan: { totalRows: number } }> {
+  await createMlflowDatabase(server, "ours");
+  const pwfile = join(tmp, "pw");
+  writeFileSync(pwfile, server.password, { mode: 0o600 });
+  const to = `postgresql://${server.user}@127.0.0.1:${server.port}/ours`;
+  await settle(server);
+  process.stderr.write("bench: npm run migrate...\n");
+  const prof = cpuProf ? ["--cpu-prof", "--cpu-prof-dir", cpuProf] : [];
+  const r = await timed(process.execPath, [...prof, "--import", "tsx", "scripts/migrate.ts", "--from", source, "--to", to, "--password-file", pwfile, "--yes", "--json", "--no-artifacts"]);
+  if (r.status !== 0) throw new UserError(`migrate failed: ${r.stderr.trim().split("\n").slice(-3).join(" / ")}`);
+  const out = JSON.parse(r.stdout);
+  const verified = out.verified.filter((v: { ok: boolean }) => v.ok).length;
+  return { result: { method: "npm run migrate (verified, one transaction)", seconds: r.seconds, rssKiB: r.rssKiB, note: `${verified}/${out.verified.length} tables verified`, phases: out.phases }, plan: out.plan };
+}
+
+/** The round with the median wall time (the lower middle one for an even count), the others' times kept in `rounds`. */
+function median(runs: Result[]): Result {
+  const sorted = [...runs].sort((a, b) => a.seconds - b.seconds);
+  const mid = sorted[Math.floor((sorted.length - 1) / 2)];
+  const rss = runs.map((r) => r.rssKiB ?? 0);
+  return { ...mid, rounds: runs.map((r) => r.seconds), rssKiB: Math.max(...rss) || undefined };
 }
 
 /**
@@ -159,34 +203,33 @@ function settle(server: TestPostgres) {
   return server.query("checkpoint");
 }
 
-async function runShape(start: () => Promise<TestPostgres>, tmp: string, shape: Shape, metrics: number, opts: { anchors: boolean; cpuProf?: string }): Promise<ShapeResult> {
+async function runShape(start: () => Promise<TestPostgres>, tmp: string, shape: Shape, metrics: number, opts: { anchors: boolean; rounds: number; cpuProf?: string }): Promise<ShapeResult> {
   const source = join(tmp, `mlflow-${shape}.db`);
   process.stderr.write(`bench: ${shape}: inflating the fixture with ${metrics} metrics...\n`);
-  const { rows } = inflate(join(FIXTURES, "mlflow-small.sqlite"), source, metrics, shape);
+  inflate(join(FIXTURES, "mlflow-small.sqlite"), source, metrics, shape);
   const loadavgBefore = loadavg();
-  const results: Result[] = [];
-
-  // 1. Ours, as users run it.
-  const out = await onFreshCluster(start, async (server) => {
-    await createMlflowDatabase(server, "ours");
-    const pwfile = join(tmp, "pw");
-    writeFileSync(pwfile, server.password, { mode: 0o600 });
-    const to = `postgresql://${server.user}@127.0.0.1:${server.port}/ours`;
-    await settle(server);
-    process.stderr.write(`bench: ${shape}: npm run migrate...\n`);
-    const prof = opts.cpuProf ? ["--cpu-prof", "--cpu-prof-dir", opts.cpuProf] : [];
-    const ours = await timed(process.execPath, [...prof, "--import", "tsx", "scripts/migrate.ts", "--from", source, "--to", to, "--password-file", pwfile, "--yes", "--json", "--no-artifacts"]);
-    if (ours.status !== 0) throw new UserError(`migrate failed: ${ours.stderr.trim().split("\n").slice(-3).join(" / ")}`);
-    const out = JSON.parse(ours.stdout);
-    const verified = out.verified.filter((v: { ok: boolean }) => v.ok).length;
-    results.push({ method: "npm run migrate (verified, one transaction)", seconds: ours.seconds, rssKiB: ours.rssKiB, note: `${verified}/${out.verified.length} tables verified`, phases: out.phases });
-    return out;
-  });
-
+  const dir = join(tmp, "floor");
+  const files = opts.anchors ? await floorFiles(start, source, dir) : [];
+  const oursRuns: Result[] = [];
+  const floorRuns: Result[] = [];
+  let plan: { totalRows: number } | undefined;
+  // Ours and the floor alternate (ours first in odd rounds, the floor in even ones), each on a fresh cluster.
+  for (let round = 1; round <= opts.rounds; round++) {
+    process.stderr.write(`bench: ${shape}: round ${round} of ${opts.rounds}\n`);
+    const runOurs = async () => {
+      const r = await onFreshCluster(start, (server) => ours(server, tmp, source, round === 1 ? opts.cpuProf : undefined));
+      oursRuns.push(r.result);
+      plan = r.plan;
+    };
+    const runFloor = async () => void (opts.anchors && floorRuns.push(await onFreshCluster(start, (server) => floor(server, files))));
+    if (round % 2 === 1) (await runOurs(), await runFloor());
+    else (await runFloor(), await runOurs());
+  }
+  rmSync(dir, { recursive: true, force: true });
+  const results: Result[] = [median(oursRuns)];
   if (opts.anchors) {
-    // 2. The floor.
-    results.push(await onFreshCluster(start, (server) => floor(server, source, join(tmp, "floor"))));
-    // 3. pgloader's data-only recipe.
+    results.push(median(floorRuns));
+    // pgloader's data-only recipe: one run (it is far from the 2x line either way, and a run takes minutes).
     const pgloader = findBinary("pgloader");
     if (pgloader) {
       results.push(
@@ -202,7 +245,7 @@ async function runShape(start: () => Promise<TestPostgres>, tmp: string, shape: 
           await settle(server);
           process.stderr.write(`bench: ${shape}: pgloader...\n`);
           const r = await timed(pgloader, [load], { ...process.env, PGPASSWORD: server.password });
-          return { method: "pgloader data-only recipe", seconds: r.seconds, rssKiB: r.rssKiB, note: r.status === 0 ? "keys in place, no checks, sequences not reset" : `failed (${r.status})` };
+          return { method: "pgloader data-only recipe", seconds: r.seconds, rounds: [r.seconds], rssKiB: r.rssKiB, note: r.status === 0 ? "keys in place, no checks, sequences not reset" : `failed (${r.status})` };
         }),
       );
     } else {
@@ -214,7 +257,7 @@ async function runShape(start: () => Promise<TestPostgres>, tmp: string, shape: 
   const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) ? a / b : undefined);
   return {
     shape,
-    rows: out.plan.totalRows,
+    rows: plan!.totalRows,
     metrics,
     loadavgBefore,
     loadavgAfter: loadavg(),
@@ -228,14 +271,16 @@ function print(s: ShapeResult) {
   const w = (x: string) => process.stdout.write(x);
   const what = s.shape === "long" ? "10 runs x 5 keys, long histories" : "many runs with short histories, params and tags";
   w(`\n${s.shape}: ${s.rows.toLocaleString("en-US")} rows (${s.metrics.toLocaleString("en-US")} generated metrics, ${what}); loadavg ${s.loadavgBefore} -> ${s.loadavgAfter}\n\n`);
-  w(`${"method".padEnd(46)} ${"wall s".padStart(8)} ${"rows/s".padStart(10)} ${"peak RSS".padStart(10)}  note\n`);
+  w(`${"method".padEnd(46)} ${"wall s".padStart(8)} ${"rows/s".padStart(10)} ${"peak RSS".padStart(10)}  rounds (s)          note\n`);
   for (const r of s.results) {
     const rate = Number.isNaN(r.seconds) ? "-" : Math.round(s.rows / r.seconds).toLocaleString("en-US");
     const rss = r.rssKiB ? `${Math.round(r.rssKiB / 1024)} MiB` : "-";
-    w(`${r.method.padEnd(46)} ${(Number.isNaN(r.seconds) ? "-" : r.seconds.toFixed(1)).padStart(8)} ${rate.padStart(10)} ${rss.padStart(10)}  ${r.note}\n`);
+    const rounds = (r.rounds ?? []).map((x) => x.toFixed(1)).join(" ");
+    w(`${r.method.padEnd(46)} ${(Number.isNaN(r.seconds) ? "-" : r.seconds.toFixed(1)).padStart(8)} ${rate.padStart(10)} ${rss.padStart(10)}  ${rounds.padEnd(18)}  ${r.note}\n`);
   }
+  w("wall s: the median of the rounds; peak RSS: the largest\n");
   for (const r of s.results.filter((x) => x.phases)) {
-    w(`\n${r.method.split(":")[0]} by phase (wall s):\n`);
+    w(`\n${r.method.split(":")[0]} by phase, median round (wall s):\n`);
     for (const p of r.phases!) if (p.seconds >= 0.05) w(`  ${p.phase.padEnd(44)} ${p.seconds.toFixed(1).padStart(8)}\n`);
   }
   if (s.oursOverFloor !== undefined) w(`\nours / floor: ${s.oursOverFloor.toFixed(2)} (goal: at most 1.25)\n`);
@@ -249,11 +294,14 @@ async function main() {
     "fast-cluster": { type: "boolean" },
     "no-anchors": { type: "boolean" },
     "cpu-prof": { type: "string" },
+    rounds: { type: "string" },
     json: { type: "boolean" },
   });
   if (values.help) return void process.stdout.write(USAGE);
   const metrics = Number(values.metrics ?? 5_000_000);
   if (!Number.isInteger(metrics) || metrics < 1) throw new UserError("--metrics must be a positive integer, e.g. --metrics 1000000");
+  const rounds = Number(values.rounds ?? 3);
+  if (!Number.isInteger(rounds) || rounds < 1) throw new UserError("--rounds must be a positive integer, e.g. --rounds 3");
   const shapeArg = values.shape ?? "both";
   if (!["long", "wide", "both"].includes(shapeArg)) throw new UserError(`--shape must be long, wide or both, got ${JSON.stringify(shapeArg)}`);
   const shapes: Shape[] = shapeArg === "both" ? ["long", "wide"] : [shapeArg as Shape];
@@ -279,7 +327,7 @@ async function main() {
     if (!values.json) process.stdout.write(header);
     const all: ShapeResult[] = [];
     for (const shape of shapes) {
-      const r = await runShape(start, tmp.dir, shape, metrics, { anchors: !values["no-anchors"], cpuProf: values["cpu-prof"] ? resolve(values["cpu-prof"]) : undefined });
+      const r = await runShape(start, tmp.dir, shape, metrics, { anchors: !values["no-anchors"], rounds, cpuProf: values["cpu-prof"] ? resolve(values["cpu-prof"]) : undefined });
       all.push(r);
       if (!values.json) print(r);
     }
