@@ -7,11 +7,12 @@
 // image's defaults (compose.yml sets no server setting), i.e. fsync, full_page_writes and synchronous_commit on,
 // wal_level replica, data checksums on as PostgreSQL 18's initdb does by default (compose.yml runs 18; the binaries
 // here are 15.x, whose initdb needs --data-checksums for that), and the en_US.utf8 collation the image's initdb gets
-// from its LANG (docker-library/postgres 18/trixie/Dockerfile: ENV LANG en_US.utf8), started fresh for each method.
+// from its LANG (docker-library/postgres 18/trixie/Dockerfile: ENV LANG en_US.utf8), started fresh for each method,
+// whose input (the SQLite file, the floor's COPY files) is read into the page cache first (see settle).
 // --fast-cluster keeps the tests' throwaway settings (fsync off, C.UTF-8, ...) for development; the header says which.
 // A benchmark, not a test: it prints figures.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import pg from "pg";
 import { parseCli, runCli, UserError } from "./lib/cli.ts";
@@ -131,7 +132,7 @@ async function floor(server: TestPostgres, files: FloorFile[]): Promise<Result> 
   await client.connect();
   try {
     const catalog = await readCatalog(client);
-    await settle(server);
+    await settle(server, files.map((f) => f.path));
     process.stderr.write("bench: floor: server-side COPY FREEZE, keys, indexes, foreign keys...\n");
     const t0 = performance.now();
     const phases = await loadFloor(client, catalog, files);
@@ -167,7 +168,7 @@ async function ours(server: TestPostgres, tmp: string, source: string, cpuProf?:
   const pwfile = join(tmp, "pw");
   writeFileSync(pwfile, server.password, { mode: 0o600 });
   const to = `postgresql://${server.user}@127.0.0.1:${server.port}/ours`;
-  await settle(server);
+  await settle(server, [source]);
   process.stderr.write("bench: npm run migrate...\n");
   const prof = cpuProf ? ["--cpu-prof", "--cpu-prof-dir", cpuProf] : [];
   const r = await timed(process.execPath, [...prof, "--import", "tsx", "scripts/migrate.ts", "--from", source, "--to", to, "--password-file", pwfile, "--yes", "--json", "--no-artifacts"]);
@@ -198,7 +199,20 @@ async function onFreshCluster<T>(start: () => Promise<TestPostgres>, fn: (server
   }
 }
 
-function settle(server: TestPostgres) {
+/**
+ * Before each timed method: its input read once (into the page cache: this VM evicts files left untouched for a few
+ * minutes, and a method whose input came from disk would measure the disk), dirty pages written out, a checkpoint.
+ */
+function settle(server: TestPostgres, inputs: string[]) {
+  const buf = Buffer.allocUnsafe(1 << 20);
+  for (const path of inputs) {
+    const fd = openSync(path, "r");
+    try {
+      while (readSync(fd, buf, 0, buf.length, null) > 0);
+    } finally {
+      closeSync(fd);
+    }
+  }
   spawnSync("sync");
   return server.query("checkpoint");
 }
@@ -242,7 +256,7 @@ async function runShape(start: () => Promise<TestPostgres>, tmp: string, shape: 
             `LOAD DATABASE FROM sqlite://${source} INTO postgresql://${server.user}@127.0.0.1:${server.port}/pgloader
              WITH data only, truncate, reset no sequences EXCLUDING TABLE NAMES LIKE 'alembic_version';\n`,
           );
-          await settle(server);
+          await settle(server, [source]);
           process.stderr.write(`bench: ${shape}: pgloader...\n`);
           const r = await timed(pgloader, [load], { ...process.env, PGPASSWORD: server.password });
           return { method: "pgloader data-only recipe", seconds: r.seconds, rounds: [r.seconds], rssKiB: r.rssKiB, note: r.status === 0 ? "keys in place, no checks, sequences not reset" : `failed (${r.status})` };
