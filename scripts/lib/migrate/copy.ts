@@ -95,21 +95,26 @@ export async function copyTable(opts: {
     for (let lane = 1; lane < lanes; lane++) {
       workers.push(new LaneWorker({ path: opts.sourcePath, table: table.name, columns, rowHash: opts.rowHash, binary, lane, lanes, pageRows: PAGE_ROWS }));
     }
-    const enc = new PageEncoder(table.name, columns, opts.rowHash, binary);
+    const enc = new PageEncoder(table.name, columns, opts.rowHash, binary, { batch: lanes === 1 });
     const own = readRows(db, table.name, names, { paged, lane: 0, lanes });
     if (binary) await write(BINARY_HEADER);
     for (let p = 0; ; p++) {
       const lane = p % lanes;
-      let page: { bytes: Buffer; rows: number } | undefined;
       if (lane === 0) {
         const next = own.next();
-        page = next.done ? undefined : { rows: next.value.length, bytes: enc.encode(next.value) };
-      } else page = await workers[lane - 1].next();
-      if (!page) break; // every later page is empty too: the pages are consecutive runs of the key order
-      await write(page.bytes);
-      rows += page.rows;
+        if (next.done) break;
+        for (const chunk of enc.encode(next.value)) await write(chunk);
+        rows += next.value.length;
+      } else {
+        const page = await workers[lane - 1].next();
+        if (!page) break; // every later page is empty too: the pages are consecutive runs of the key order
+        await write(page.bytes);
+        rows += page.rows;
+      }
       if ((p & 7) === 7) onProgress?.({ table: table.name, done: rows, total });
     }
+    const rest = enc.rest();
+    if (rest) await write(rest);
     if (binary) await write(BINARY_TRAILER);
     const parts = [enc.checksum()];
     for (const w of workers) {

@@ -18,7 +18,7 @@ try {
   const enc = new PageEncoder(input.table, input.columns, input.rowHash, input.binary);
   const { credits } = input;
   for (const page of readRows(db, input.table, input.columns.map((c) => c.name), { lane: input.lane, lanes: input.lanes, pageRows: input.pageRows })) {
-    const bytes = enc.encode(page);
+    const [bytes] = enc.encode(page); // one buffer per page (not batched)
     while (Atomics.load(credits, 0) <= 0) Atomics.wait(credits, 0, 0, 1000);
     Atomics.sub(credits, 0, 1);
     const ab = bytes.buffer as ArrayBuffer; // the page's own buffer (PageEncoder), handed over without a copy

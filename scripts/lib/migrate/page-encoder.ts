@@ -23,39 +23,58 @@ export function binaryWriters(table: string, cols: PageColumn[]): BinaryWriter[]
   return writers;
 }
 
+/** About this many bytes per write when pages are batched (fewer, larger socket writes). */
+const CHUNK = 256 * 1024;
+
 export class PageEncoder {
   private readonly enc: RowEncoder;
   private readonly bin: BinaryRows | undefined;
+  private readonly batch: boolean;
+  private text = "";
   rows = 0;
 
-  /** `binary`: every column has a binary writer (binaryWriters), else text lines. */
-  constructor(table: string, cols: PageColumn[], rowHash: RowHash, binary: boolean) {
+  /**
+   * `binary`: every column has a binary writer (binaryWriters), else text lines. `batch`: encode() hands out chunks of
+   * about 256 KiB, whatever the pages (one reader); else one buffer per page, of its own (lanes: pages are reordered
+   * and cross threads).
+   */
+  constructor(table: string, cols: PageColumn[], rowHash: RowHash, binary: boolean, { batch = false }: { batch?: boolean } = {}) {
     this.enc = new RowEncoder(table, cols, rowHash);
     const writers = binary ? binaryWriters(table, cols) : undefined;
     if (binary && !writers) throw new Error(`${table}: a column has no binary form; encode it as text`);
     this.bin = writers && new BinaryRows(writers, { header: false });
+    this.batch = batch;
   }
 
-  /** The page's COPY bytes, in one buffer of its own (transferable to another thread). */
-  encode(page: SqliteValue[][]): Buffer {
+  /** Hashes and encodes the page; returns the COPY bytes ready to send (batched: possibly none yet; see rest()). */
+  encode(page: SqliteValue[][]): Buffer[] {
     const { enc, bin } = this;
+    this.rows += page.length;
+    const out: Buffer[] = [];
     if (bin) {
-      let parts: Buffer[] | undefined;
       for (const row of page) {
         enc.hash(row);
-        const full = bin.add(row); // only when one page of wide rows passes 256 KiB
-        if (full) (parts ??= []).push(full);
+        const full = bin.add(row); // a chunk of about 256 KiB (a page of wide rows can pass that too)
+        if (full) out.push(full);
       }
-      this.rows += page.length;
-      return parts ? own(Buffer.concat([...parts, bin.takeRows()])) : bin.takeRows();
+      if (this.batch) return out;
+      return [out.length ? own(Buffer.concat([...out, bin.takeRows()])) : bin.takeRows()];
     }
-    let text = "";
     for (const row of page) {
       enc.hash(row);
-      text += enc.copyLine(row);
+      this.text += enc.copyLine(row);
     }
-    this.rows += page.length;
-    return own(Buffer.from(text, "utf8"));
+    if (this.batch && this.text.length < CHUNK) return out;
+    out.push(own(Buffer.from(this.text, "utf8")));
+    this.text = "";
+    return out;
+  }
+
+  /** What encode() has not handed out yet (batched). */
+  rest(): Buffer | undefined {
+    const b = this.bin ? this.bin.takeRows() : Buffer.from(this.text, "utf8");
+    this.text = "";
+    return b.length ? b : undefined;
   }
 
   checksum(): Checksum {
