@@ -7,7 +7,8 @@ export interface SourceTable {
   name: string;
   /** Column names (generated columns left out: PostgreSQL computes its own). */
   columns: string[];
-  rows: number;
+  /** Row count, counted when first asked (in the snapshot's read transaction): the artifact survey never asks. */
+  readonly rows: number;
 }
 
 export interface Source {
@@ -88,8 +89,19 @@ export function openSource(path: string): Source {
     for (const name of names) {
       // table_xinfo: hidden 2/3 = generated columns.
       const cols = db.prepare(`select name, hidden from pragma_table_xinfo(?)`).all(name) as { name: string; hidden: bigint }[];
-      const rows = Number(db.prepare(`select count(*) from ${quoteSqlite(name)}`).pluck().get() as bigint);
-      tables.set(name, { name, columns: cols.filter((c) => Number(c.hidden) === 0).map((c) => c.name), rows });
+      let rows: number | undefined;
+      const count = () => Number(db.prepare(`select count(*) from ${quoteSqlite(name)}`).pluck().get() as bigint);
+      tables.set(name, {
+        name,
+        columns: cols.filter((c) => Number(c.hidden) === 0).map((c) => c.name),
+        get rows() {
+          try {
+            return (rows ??= count());
+          } catch (error) {
+            throw sqliteFailure(path, error) ?? error;
+          }
+        },
+      });
     }
     return { path, db, alembicVersion: versions[0], tables, close: () => db.close() };
   } catch (error) {
