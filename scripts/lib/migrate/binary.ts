@@ -24,12 +24,14 @@ export function binaryWriter(type: string, where: () => string): BinaryWriter | 
   switch (type) {
     case "boolean":
       return (v, w) => w.byte(toBool(v, where) ? 1 : 0);
+    // SQLite's INTEGER is a signed 64-bit value: a bigint read from it always fits bigint, and fits the narrower types
+    // when its Number does (a bigint beyond 2^53 is out of their range either way); the rest goes the long way.
     case "smallint":
-      return (v, w) => w.int16(Number(intValue(v, where, type)));
+      return (v, w) => w.int16(typeof v === "bigint" && Math.abs(Number(v)) <= 32767 ? Number(v) : Number(intValue(v, where, type)));
     case "integer":
-      return (v, w) => w.int32(Number(intValue(v, where, type)));
+      return (v, w) => w.int32(typeof v === "bigint" && Math.abs(Number(v)) <= 2147483647 ? Number(v) : Number(intValue(v, where, type)));
     case "bigint":
-      return (v, w) => w.int64(intValue(v, where, type));
+      return (v, w) => w.int64(typeof v === "bigint" ? v : intValue(v, where, type));
     case "double precision":
       return (v, w) => w.float8(toNumber(v, where));
     case "real":
