@@ -41,7 +41,7 @@ async function churn(thread: string) {
 if (isMainThread) {
   let worker: Promise<number> | undefined;
   if (threads.includes("worker")) {
-    // The worker registers tsx itself, as copy.ts starts copy-worker.ts.
+    // The worker registers tsx itself, as lanes.ts starts lane-worker.ts.
     const require = createRequire(import.meta.url);
     const tsx = join(dirname(require.resolve("tsx/package.json")), "dist", "esm", "api", "index.mjs");
     const boot = `import(${JSON.stringify(pathToFileURL(tsx).href)}).then((m) => { m.register(); return import(${JSON.stringify(import.meta.url)}); })`;
