@@ -1,5 +1,5 @@
 // One table's rows as COPY text lines and as the verification checksum (verify.ts compares it with PostgreSQL's own):
-// the same code in the copying thread and in copy worker threads.
+// the same code in the copying thread and in lane worker threads (page-encoder.ts).
 import { createHash } from "node:crypto";
 import { canonicalField, converterFor, type Converter, type Kind, type SqliteValue } from "./convert.ts";
 import { RecordHasher } from "./record-hash.ts";
@@ -24,6 +24,7 @@ export class RowEncoder {
   private readonly fields: string[];
   private readonly record: RecordHasher | undefined;
   readonly sum = new HashSum();
+  /** Rows hashed. */
   rows = 0;
 
   constructor(table: string, columns: { name: string; kind: Kind }[], rowHash: RowHash) {
@@ -52,7 +53,6 @@ export class RowEncoder {
       if (i > 0) out += "\t";
       out += v === null ? "\\N" : convs[i].copy(v);
     }
-    this.rows++;
     return out + "\n";
   }
 
