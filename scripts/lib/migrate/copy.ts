@@ -34,9 +34,7 @@ export const PARALLEL_ROWS = 100_000;
  * Default lanes: 1. On 2 cores a second lane did not make the copy faster (measured: both lanes' SQLite reads slow
  * down when run together, and they share the cores with the server's COPY); --workers N adds lanes for idle cores.
  */
-export function defaultLanes(): number {
-  return 1;
-}
+const DEFAULT_LANES = 1;
 
 /**
  * How many lanes read `table`: 1 (this thread only) for a small table, one that cannot be paged by key (the pages
@@ -57,7 +55,7 @@ export async function copyTable(opts: {
   total: number;
   freeze: boolean;
   rowHash: RowHash;
-  /** Lanes reading and encoding a big table (this thread + lanes - 1 workers); default defaultLanes(). */
+  /** Lanes reading and encoding a big table (this thread + lanes - 1 workers); default 1 (DEFAULT_LANES). */
   lanes?: number;
   onProgress?: (p: CopyProgress) => void;
   /**
@@ -73,7 +71,7 @@ export async function copyTable(opts: {
   const names = cols.map((c) => c.name);
   const binary = binaryWriters(table.name, columns) !== undefined;
   const paged = opts.paged ?? true;
-  const lanes = lanesFor(db, table.name, names, { total, lanes: opts.lanes ?? defaultLanes(), paged });
+  const lanes = lanesFor(db, table.name, names, { total, lanes: opts.lanes ?? DEFAULT_LANES, paged });
   const copyOptions = [...(binary ? ["format binary"] : []), ...(opts.freeze ? ["freeze"] : [])];
   const copySql = `copy ${table.qualified} (${cols.map((c) => c.quoted).join(", ")}) from stdin${copyOptions.length ? ` with (${copyOptions.join(", ")})` : ""}`;
   const stream = client.query(copyFrom(copySql));
