@@ -44,8 +44,8 @@ upload and before the commit every planned object is checked in the bucket (size
                          of the bad bytes, and list each one (default: refuse, naming table, column and row)
   --keep-webhooks-active copy the registry webhooks as they are (default: copied DISABLED; they call the old URLs)
   --dry-run              check everything and print what would be copied; write nothing
-  --workers N            worker threads reading and encoding a big table beside the copying one (default 1 on 2+
-                         cores, 0 on one: measured best on 2 cores; more can help on idle cores)
+  --workers N            worker threads reading and encoding a big table beside the copying one, each on its own
+                         connection, rows still in key order (default 0: no faster on 2 cores; try 1-3 on idle cores)
   --yes                  do not ask for confirmation
   --json                 print the result as JSON on stdout (progress stays on stderr)
   -h, --help             this text

@@ -26,8 +26,7 @@ export interface MigrateOptions {
   password?: string;
   replace?: boolean;
   dryRun?: boolean;
-  /** Worker threads reading and encoding a big table besides the copying thread (copy.ts, lanes.ts); default: one per
-   * further core, at most one. */
+  /** Worker threads reading and encoding a big table besides the copying thread (copy.ts, lanes.ts); default 0. */
   workers?: number;
   /** How long to wait for table locks held by someone else before giving up. */
   lockTimeoutMs?: number;
