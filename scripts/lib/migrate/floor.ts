@@ -10,10 +10,10 @@
 import { chmodSync, closeSync, openSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type pg from "pg";
-import { BinaryRows, binaryWriter, type BinaryWriter } from "./binary.ts";
+import { BINARY_HEADER, BINARY_TRAILER } from "./binary.ts";
 import { sharedColumns } from "./copy.ts";
+import { binaryWriters, PageEncoder } from "./page-encoder.ts";
 import { readRows } from "./read-rows.ts";
-import { RowEncoder } from "./row-encoder.ts";
 import { buildKeysAndIndexes } from "./index-build.ts";
 import type { Source } from "./source.ts";
 import type { Catalog } from "./target.ts";
@@ -35,39 +35,23 @@ export function writeFloorFiles(source: Source, catalog: Catalog, dir: string): 
     if (name === "alembic_version" || !src || !target || src.rows === 0) continue;
     const cols = sharedColumns(target, src.columns);
     if (cols.length === 0) continue;
-    const writers: BinaryWriter[] = [];
-    for (const c of cols) {
-      const w = binaryWriter(c.type, () => `${name}.${c.name}`);
-      if (w) writers.push(w);
-    }
-    const binary = writers.length === cols.length;
+    const binary = binaryWriters(name, cols) !== undefined;
     const path = join(dir, `${name}.copy`);
     const fd = openSync(path, "w", 0o644);
-    let rows = 0;
+    // The bytes copy.ts sends, from the same encoder (its checksum is computed and unused), in the order ours reads
+    // (primary-key order where SQLite has it for free): the key builds see the same input.
+    const enc = new PageEncoder(name, cols, "record", binary, { batch: true });
     try {
-      const enc = new RowEncoder(name, cols, "md5");
-      const bin = binary ? new BinaryRows(writers) : undefined;
-      let text = "";
-      // In the order ours reads (primary-key order where SQLite has it for free): the key builds see the same input.
-      for (const page of readRows(source.db, name, cols.map((c) => c.name))) {
-        for (const row of page) {
-          rows++;
-          if (bin) {
-            const chunk = bin.add(row);
-            if (chunk) writeSync(fd, chunk);
-          } else {
-            text += enc.copyLine(row);
-            if (text.length >= 1 << 20) (writeSync(fd, text), (text = ""));
-          }
-        }
-      }
-      if (bin) writeSync(fd, bin.end());
-      else if (text) writeSync(fd, text);
+      if (binary) writeSync(fd, BINARY_HEADER);
+      for (const page of readRows(source.db, name, cols.map((c) => c.name))) for (const chunk of enc.encode(page)) writeSync(fd, chunk);
+      const rest = enc.rest();
+      if (rest) writeSync(fd, rest);
+      if (binary) writeSync(fd, BINARY_TRAILER);
     } finally {
       closeSync(fd);
     }
     chmodSync(path, 0o644);
-    files.push({ table: name, path, columns: cols.map((c) => c.quoted), binary, rows });
+    files.push({ table: name, path, columns: cols.map((c) => c.quoted), binary, rows: enc.rows });
   }
   return files;
 }
