@@ -79,17 +79,24 @@ export class BinaryRows {
   /** Appends one row; returns a full chunk to send when there is one. */
   add(row: SqliteValue[]): Buffer | undefined {
     const { writers } = this;
-    this.ensure(2 + writers.length * 4);
-    this.view.setInt16(this.pos, writers.length);
-    this.pos += 2;
+    this.begin(writers.length);
     for (let i = 0; i < writers.length; i++) {
       const v = row[i];
-      if (v === null) {
-        this.ensure(4);
-        this.view.setInt32(this.pos, -1);
-        this.pos += 4;
-      } else writers[i](v, this);
+      if (v === null) this.null();
+      else writers[i](v, this);
     }
+    return this.finish();
+  }
+
+  /** Starts a row of `fields` fields; the caller writes each (a writer, raw, int64Words, null), then calls finish(). */
+  begin(fields: number) {
+    this.ensure(2 + fields * 4);
+    this.view.setInt16(this.pos, fields);
+    this.pos += 2;
+  }
+
+  /** Ends the row begun; returns a full chunk to send when there is one. */
+  finish(): Buffer | undefined {
     this.rows++;
     return this.pos >= CHUNK ? this.take(2 * CHUNK) : undefined;
   }
@@ -124,6 +131,27 @@ export class BinaryRows {
     this.pos += 4;
   }
 
+  null() {
+    this.ensure(4);
+    this.view.setInt32(this.pos, -1);
+    this.pos += 4;
+  }
+  /** A field of src[start, start + len) as it is (already in PostgreSQL's binary form). */
+  raw(src: Buffer, start: number, len: number) {
+    this.field(len);
+    const { buf } = this;
+    let p = this.pos;
+    if (len <= 48) for (let i = start, e = start + len; i < e; i++) buf[p++] = src[i];
+    else src.copy(buf, p, start, start + len);
+    this.pos += len;
+  }
+  /** A bigint field from its high 32 bits (signed) and low 32 bits (either sign). */
+  int64Words(hi: number, lo: number) {
+    this.field(8);
+    this.view.setInt32(this.pos, hi);
+    this.view.setInt32(this.pos + 4, lo | 0);
+    this.pos += 8;
+  }
   byte(b: number) {
     this.field(1);
     this.buf[this.pos++] = b;

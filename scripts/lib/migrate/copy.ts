@@ -8,11 +8,13 @@ import { once } from "node:events";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { BINARY_HEADER, BINARY_TRAILER } from "./binary.ts";
+import { FileRows, fileScan } from "./file-rows.ts";
 import { LaneWorker } from "./lanes.ts";
 import { binaryWriters, PageEncoder, type PageColumn } from "./page-encoder.ts";
 import { PAGE_ROWS, pagedByKey, readRows, sameSnapshot } from "./read-rows.ts";
 import type { Checksum, RowHash } from "./row-encoder.ts";
 import { sqliteFailure } from "./source.ts";
+import { SqliteFile } from "./sqlite-file.ts";
 import type { TargetTable } from "./target.ts";
 
 export interface CopyProgress {
@@ -63,6 +65,8 @@ export async function copyTable(opts: {
    * (--replace-invalid-text): the value read is not the one stored, so it cannot be the next page's lower bound.
    */
   paged?: boolean;
+  /** Read every table through SQLite (readRows), never straight from the file (file-rows.ts). */
+  sqliteReader?: boolean;
 }): Promise<Checksum> {
   const { client, db, table, total, onProgress } = opts;
   const cols = sharedColumns(table, opts.sourceColumns);
@@ -92,6 +96,27 @@ export async function copyTable(opts: {
   try {
     for (let lane = 1; lane < lanes; lane++) {
       workers.push(new LaneWorker({ path: opts.sourcePath, table: table.name, columns, rowHash: opts.rowHash, binary, lane, lanes, pageRows: PAGE_ROWS }));
+    }
+    const scan = lanes === 1 && paged && binary && opts.rowHash === "record" && !opts.sqliteReader ? fileScan(db, opts.sourcePath, table.name, names) : undefined;
+    if (scan) {
+      const file = new SqliteFile(opts.sourcePath);
+      try {
+        const fileRows = new FileRows(file, db, table.name, columns, scan);
+        await write(BINARY_HEADER);
+        for (let chunk = fileRows.next(); chunk; chunk = fileRows.next()) {
+          await write(chunk);
+          onProgress?.({ table: table.name, done: fileRows.rows, total });
+        }
+        await write(BINARY_TRAILER);
+        ({ rows } = fileRows);
+        sum = BigInt(fileRows.checksum().sum);
+      } finally {
+        file.close();
+      }
+      stream.end();
+      await finished;
+      onProgress?.({ table: table.name, done: rows, total });
+      return { rows, sum: sum.toString() };
     }
     const enc = new PageEncoder(table.name, columns, opts.rowHash, binary, { batch: lanes === 1 });
     const own = readRows(db, table.name, names, { paged, lane: 0, lanes });

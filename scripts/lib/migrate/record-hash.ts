@@ -46,6 +46,31 @@ const BYTEA = 4;
 const TEXT = 5;
 const CODES: Record<Kind, number> = { bool: BOOL, int: INT, float8: FLOAT8, float4: FLOAT4, bytea: BYTEA, text: TEXT };
 
+/** The record hash's element hash of the non-null value `v` of a column of `kind` (code: kindCode), into out. */
+export function hashValue(kind: number, v: Exclude<SqliteValue, null>, where: () => string, out: Int32Array) {
+  switch (kind) {
+    case TEXT:
+      return hashString(toText(v), out);
+    case INT:
+      return hashInt8(typeof v === "bigint" ? v : BigInt(toIntText(v, where)), out);
+    case FLOAT8:
+      return hashFloat8(typeof v === "number" ? v : toNumber(v, where), out);
+    case BOOL:
+      return hashUint32(toBool(v, where) ? 1 : 0, out);
+    case FLOAT4:
+      return hashFloat4(toNumber(v, where), out);
+    case BYTEA: {
+      const b = Buffer.isBuffer(v) ? v : Buffer.from(toText(v), "utf8");
+      return hashBytes(b, b.length, out);
+    }
+  }
+}
+
+/** The code hashValue takes for `kind`. */
+export function kindCode(kind: Kind): number {
+  return CODES[kind];
+}
+
 /**
  * hash_record_extended of a source row, converted as convert.ts converts it for COPY (a bool from 0/1, an int from a
  * REAL or TEXT holding one, text from a number, bytea from text, ... with the same errors). After `hash(row)` the row
@@ -72,30 +97,7 @@ export class RecordHasher {
       if (v === null) {
         out[0] = 0;
         out[1] = 0;
-      } else {
-        switch (kinds[i]) {
-          case TEXT:
-            hashString(toText(v), out);
-            break;
-          case INT:
-            hashInt8(typeof v === "bigint" ? v : BigInt(toIntText(v, this.where[i])), out);
-            break;
-          case FLOAT8:
-            hashFloat8(typeof v === "number" ? v : toNumber(v, this.where[i]), out);
-            break;
-          case BOOL:
-            hashUint32(toBool(v, this.where[i]) ? 1 : 0, out);
-            break;
-          case FLOAT4:
-            hashFloat4(toNumber(v, this.where[i]), out);
-            break;
-          case BYTEA: {
-            const b = Buffer.isBuffer(v) ? v : Buffer.from(toText(v), "utf8");
-            hashBytes(b, b.length, out);
-            break;
-          }
-        }
-      }
+      } else hashValue(kinds[i], v, this.where[i], out);
       // result = result * 31 + element_hash (mod 2^64) on the two halves: lo * 31 + element lo stays below 2^38, exact.
       const l = lo * 31 + (out[1] >>> 0);
       lo = l >>> 0;

@@ -19,12 +19,12 @@ function final(a: number, b: number, c: number, out: Int32Array) {
   out[1] = c;
 }
 
-/** hash_bytes_extended(buf[0..len), 0): what hashtextextended (deterministic collation) and hashvarlenaextended (bytea) return. */
-export function hashBytes(buf: Uint8Array, len: number, out: Int32Array) {
+/** hash_bytes_extended(buf[start..start + len), 0): what hashtextextended (deterministic collation) and hashvarlenaextended (bytea) return. */
+export function hashBytes(buf: Uint8Array, len: number, out: Int32Array, start = 0) {
   let a = (0x9e3779b9 + len + 3923095) | 0;
   let b = a;
   let c = a;
-  let i = 0;
+  let i = start;
   let rest = len;
   while (rest >= 12) {
     a = (a + (buf[i] | (buf[i + 1] << 8) | (buf[i + 2] << 16) | (buf[i + 3] << 24))) | 0;
@@ -70,8 +70,12 @@ const scratch = new DataView(new ArrayBuffer(8));
  * values hashint2extended and hashint4extended give the same (both sign-extend to int32 and hash that). */
 export function hashInt8(v: bigint, out: Int32Array) {
   scratch.setBigInt64(0, v);
-  const hi = scratch.getInt32(0);
-  hashUint32(scratch.getInt32(4) ^ (hi >= 0 ? hi : ~hi), out);
+  hashInt8Words(scratch.getInt32(0), scratch.getInt32(4), out);
+}
+
+/** hashInt8 of the value whose high 32 bits are `hi` (signed) and low 32 bits `lo` (either sign). */
+export function hashInt8Words(hi: number, lo: number, out: Int32Array) {
+  hashUint32(lo ^ (hi >= 0 ? hi : ~hi), out);
 }
 
 const INIT8 = (0x9e3779b9 + 8 + 3923095) | 0;
