@@ -46,6 +46,8 @@ upload and before the commit every planned object is checked in the bucket (size
   --dry-run              check everything and print what would be copied; write nothing
   --workers N            worker threads reading and encoding a big table beside the copying one, each on its own
                          connection, rows still in key order (default 0: no faster on 2 cores; try 1-3 on idle cores)
+  --sqlite-reader        read every table through SQLite's library (about 2x slower); by default tables are read
+                         straight from the database file, with SQLite re-reading a sample of rows to check it
   --yes                  do not ask for confirmation
   --json                 print the result as JSON on stdout (progress stays on stderr)
   -h, --help             this text
@@ -82,6 +84,7 @@ const OPTIONS = {
   "no-artifacts": { type: "boolean" },
   "allow-missing-artifacts": { type: "boolean" },
   "replace-invalid-text": { type: "boolean" },
+  "sqlite-reader": { type: "boolean" },
   "keep-webhooks-active": { type: "boolean" },
   "s3-endpoint": { type: "string" },
   bucket: { type: "string" },
@@ -211,6 +214,7 @@ async function run(
     dryRun: values["dry-run"],
     locationRewrites: prepared?.rewrites,
     replaceInvalidText: values["replace-invalid-text"],
+    sqliteReader: values["sqlite-reader"],
     keepWebhooksActive: values["keep-webhooks-active"],
     confirm,
     beforeCopy: prepared ? async () => void (await prepared.upload((m) => progress({ type: "phase", message: m }))) : undefined,

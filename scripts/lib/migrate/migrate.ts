@@ -28,6 +28,8 @@ export interface MigrateOptions {
   dryRun?: boolean;
   /** Worker threads reading and encoding a big table besides the copying thread (copy.ts, lanes.ts); default 0. */
   workers?: number;
+  /** Read every table through better-sqlite3 (readRows), never straight from the file (file-rows.ts). */
+  sqliteReader?: boolean;
   /** How long to wait for table locks held by someone else before giving up. */
   lockTimeoutMs?: number;
   /** Artifact locations to rewrite in the copied rows: old value -> new value (artifacts.ts plans them). */
@@ -273,6 +275,7 @@ async function copyAll(client: pg.Client, source: Source, catalog: Catalog, plan
           rowHash,
           lanes: opts.workers === undefined ? undefined : opts.workers + 1,
           paged: !plan.invalidText.some((b) => b.table === table),
+          sqliteReader: opts.sqliteReader,
           onProgress: (p) => emit({ type: "table-progress", ...p }),
         }),
       );
