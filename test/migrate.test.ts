@@ -191,25 +191,33 @@ describe.skipIf(!initdbPath)("migrate (core)", () => {
     }
   });
 
-  it("worker threads (--workers) load a big table exactly as one thread does", async () => {
+  it("the file reader, --sqlite-reader and worker threads (--workers) load a big table alike", async () => {
     const { inflate } = await import("../scripts/lib/migrate/inflate.ts");
     const big = join(tmp.dir, "big.db");
     inflate(FIXTURE_DB, big, 150_000);
     const tables = ["metrics", "params", "runs"];
-    const checksums: Record<string, string>[] = [];
-    for (const workers of [0, 3]) {
-      await createMlflowDatabase(server, `w${workers}`);
-      const result = await migrate({ from: big, to: server.url(`w${workers}`), workers });
+    const stored: Record<string, string>[] = [];
+    const sourceChecksums: string[][] = [];
+    const variants = [{ name: "file" }, { name: "sqlite", sqliteReader: true }, { name: "lanes", workers: 3 }];
+    for (const { name, ...opts } of variants) {
+      await createMlflowDatabase(server, `w${name}`);
+      const result = await migrate({ from: big, to: server.url(`w${name}`), ...opts });
       expect(result.committed).toBe(true);
       expect(result.verified.every((v) => v.ok)).toBe(true);
       const metrics = result.verified.find((v) => v.table === "metrics")!;
       expect(metrics.targetRows).toBe(150_000 + manifest.row_counts.metrics);
+      expect(metrics.reader).toBe(name === "file" ? "file" : "sqlite");
+      if (name === "file") expect(result.verified.filter((v) => v.reader === "sqlite").map((v) => v.table)).toEqual([]);
+      sourceChecksums.push(result.verified.map((v) => `${v.table}:${v.sourceChecksum}`));
       // PostgreSQL's own md5 over every stored row, independent of the migrate code's checksums.
       const sums: Record<string, string> = {};
-      for (const t of tables) sums[t] = (await server.query<{ h: string }>(`select md5(string_agg(x::text, ',' order by x::text)) as h from ${t} x`, [], `w${workers}`)).rows[0].h;
-      checksums.push(sums);
+      for (const t of tables) sums[t] = (await server.query<{ h: string }>(`select md5(string_agg(x::text, ',' order by x::text)) as h from ${t} x`, [], `w${name}`)).rows[0].h;
+      stored.push(sums);
     }
-    expect(checksums[1]).toEqual(checksums[0]);
+    expect(stored[1]).toEqual(stored[0]);
+    expect(stored[2]).toEqual(stored[0]);
+    expect(sourceChecksums[1]).toEqual(sourceChecksums[0]);
+    expect(sourceChecksums[2]).toEqual(sourceChecksums[0]);
   });
 
   it("refuses a second run (target not empty) and writes nothing; --replace replaces", async () => {

@@ -116,7 +116,7 @@ export async function copyTable(opts: {
       stream.end();
       await finished;
       onProgress?.({ table: table.name, done: rows, total });
-      return { rows, sum: sum.toString() };
+      return { rows, sum: sum.toString(), reader: "file" };
     }
     const enc = new PageEncoder(table.name, columns, opts.rowHash, binary, { batch: lanes === 1 });
     const own = readRows(db, table.name, names, { paged, lane: 0, lanes });
@@ -157,5 +157,5 @@ export async function copyTable(opts: {
   stream.end();
   await finished;
   onProgress?.({ table: table.name, done: rows, total });
-  return { rows, sum: sum.toString() };
+  return { rows, sum: sum.toString(), reader: "sqlite" };
 }

@@ -42,7 +42,7 @@ function realAffinity(declared: string): boolean {
 /**
  * How `columns` of `table` can be read from the file, or undefined: then readRows reads them through SQLite. Not for a
  * WAL-mode source with a non-empty -wal file (rows of our snapshot may be there, not in the database file), a text
- * encoding other than UTF-8, a WITHOUT ROWID or virtual table, or generated columns.
+ * encoding other than UTF-8, a WITHOUT ROWID or virtual table, or a VIRTUAL generated column among those read.
  */
 export function fileScan(db: Database.Database, path: string, table: string, columns: string[]): FileScan | undefined {
   if (String(db.pragma("encoding", { simple: true })) !== "UTF-8") return undefined;
@@ -53,7 +53,10 @@ export function fileScan(db: Database.Database, path: string, table: string, col
   const list = db.prepare("select type, wr from pragma_table_list(?) where schema = 'main'").get(table) as { type: string; wr: bigint } | undefined;
   if (!list || list.type !== "table" || Number(list.wr) !== 0) return undefined;
   const info = db.prepare("select cid, name, type, pk, hidden from pragma_table_xinfo(?) order by cid").all(table) as { cid: bigint; name: string; type: string; pk: bigint; hidden: bigint }[];
-  if (info.some((c) => Number(c.hidden) !== 0)) return undefined;
+  // hidden: 1 a virtual table's hidden column, 2 a VIRTUAL generated column (not in the record), 3 a STORED one (in it).
+  if (info.some((c) => Number(c.hidden) === 1)) return undefined;
+  const slot = new Map<string, number>();
+  for (const c of info) if (Number(c.hidden) !== 2) slot.set(c.name, slot.size);
   const declared = new Map(info.map((c) => [c.name, c.type]));
   if (!columns.every((c) => declared.has(c))) return undefined;
   const real = columns.map((c) => realAffinity(declared.get(c)!));
@@ -78,7 +81,8 @@ export function fileScan(db: Database.Database, path: string, table: string, col
   const pk = info.filter((c) => Number(c.pk) > 0);
   // An INTEGER PRIMARY KEY is the rowid (its record slot holds NULL); SQLite's own code for reading it says which.
   const alias = pk.length === 1 && (db.prepare(`explain select ${quoteSqlite(pk[0].name)} from ${quoteSqlite(table)} not indexed`).all() as { opcode: string }[]).some((o) => o.opcode === "Rowid") ? pk[0].name : undefined;
-  const at = columns.map((c) => (c === alias ? -1 : Number(info.find((i) => i.name === c)!.cid)));
+  if (!columns.every((c) => slot.has(c))) return undefined;
+  const at = columns.map((c) => (c === alias ? -1 : slot.get(c)!));
   return { root, index: false, at, rowidAt: -1, real };
 }
 
@@ -90,7 +94,7 @@ const FLOAT8 = 4;
 const BOOL = 5;
 const BYTEA = 6;
 const OTHER = 7;
-const CODES: Record<string, number> = { text: TEXT, "character varying": TEXT, bigint: INT8, integer: INT4, smallint: INT2, "double precision": FLOAT8, boolean: BOOL, bytea: BYTEA };
+const CODES: Record<string, number> = { text: TEXT, "character varying": TEXT, json: TEXT, bigint: INT8, integer: INT4, smallint: INT2, "double precision": FLOAT8, boolean: BOOL, bytea: BYTEA };
 
 /** A serial type holding an integer (1-6 bytes, or the constants 0/1). */
 const isInt = (t: number) => (t >= 1 && t <= 6) || t === 8 || t === 9;

@@ -16,6 +16,8 @@ export interface Checksum {
   rows: number;
   /** Sum of the signed 64-bit row hashes, as decimal text. */
   sum: string;
+  /** How the source rows were read: straight from the file (file-rows.ts) or through better-sqlite3 (readRows). */
+  reader?: "file" | "sqlite";
 }
 
 /** Turns source rows into COPY text lines and adds each row's hash to the checksum (the same code in every thread). */

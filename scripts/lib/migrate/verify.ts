@@ -22,6 +22,8 @@ export interface VerifiedTable {
   sourceChecksum: string;
   targetChecksum: string;
   ok: boolean;
+  /** How the source rows were read (Checksum.reader). */
+  reader?: "file" | "sqlite";
 }
 
 export function compare(table: string, source: Checksum, target: Checksum): VerifiedTable {
@@ -32,6 +34,7 @@ export function compare(table: string, source: Checksum, target: Checksum): Veri
     sourceChecksum: source.sum,
     targetChecksum: target.sum,
     ok: source.rows === target.rows && source.sum === target.sum,
+    ...(source.reader ? { reader: source.reader } : {}),
   };
 }
 
