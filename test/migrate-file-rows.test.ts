@@ -46,7 +46,7 @@ function viaFile(path: string, db: Database.Database, table: string, cols: PageC
   try {
     const rows = new FileRows(file, db, table, cols, scan);
     const parts: Buffer[] = [];
-    for (let c = rows.next(); c; c = rows.next()) parts.push(c);
+    for (let c = rows.next(); c; c = rows.next()) parts.push(Buffer.from(c)); // "written" before the next (recycled buffers)
     return { bytes: Buffer.concat(parts), checksum: rows.checksum(), checked: rows.checked, scan };
   } finally {
     file.close();
@@ -91,7 +91,7 @@ describe("reading a table straight from the SQLite file", () => {
       expect(ours.bytes.equals(theirs.bytes), `page size ${pageSize}`).toBe(true);
       expect(ours.checksum.rows).toBe(3000);
       expect(ours.scan.at[0]).toBe(-1); // id is the rowid
-      expect(ours.checked).toBeGreaterThanOrEqual(2);
+      expect(ours.checked).toBeGreaterThanOrEqual(1);
       db.close();
     }
   });
@@ -221,13 +221,13 @@ describe("reading a table straight from the SQLite file", () => {
 
   it("notices a value the file gives differently from SQLite (the sampled rows are read again through SQLite)", () => {
     const { path, db } = database(`create table t (id integer primary key, a text);
-      with recursive c(n) as (select 1 union all select n + 1 from c where n < 3000)
+      with recursive c(n) as (select 1 union all select n + 1 from c where n < 5000)
       insert into t select n, 'value-' || printf('%06d', n) from c;`);
     const scan = fileScan(db, path, "t", ["id", "a"])!;
-    // A copy of the file with the 1024th row's value changed in place, read against the original's SQLite snapshot.
+    // A copy of the file with the 4097th row's value changed in place, read against the original's SQLite snapshot.
     const other = join(tmp.dir, "other.db");
     const bytes = readFileSync(path);
-    const at = bytes.indexOf("value-001024");
+    const at = bytes.indexOf("value-004097");
     expect(at).toBeGreaterThan(0);
     bytes.write("VALUE", at, "latin1");
     const fd = openSync(other, "w");
@@ -237,7 +237,7 @@ describe("reading a table straight from the SQLite file", () => {
     const rows = new FileRows(file, db, "t", [col("id", "bigint", "int"), col("a", "text", "text")], scan);
     expect(() => {
       while (rows.next());
-    }).toThrow(/disagrees with SQLite at rowid 1024, column a: "VALUE-001024" against "value-001024"/);
+    }).toThrow(/disagrees with SQLite at rowid 4097, column a: "VALUE-004097" against "value-004097"/);
     file.close();
   });
 });

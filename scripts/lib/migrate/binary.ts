@@ -60,9 +60,19 @@ export class BinaryRows {
   private readonly writers: BinaryWriter[];
   rows = 0;
 
-  /** `header: false`: rows only (the caller sends BINARY_HEADER and BINARY_TRAILER itself, see page-encoder.ts). */
-  constructor(writers: BinaryWriter[], { header = true }: { header?: boolean } = {}) {
+  /** The chunk handed out before the last one, written by now: `recycle` fills it again. */
+  private spare: typeof this.buf | undefined;
+  private readonly recycle: boolean;
+
+  /**
+   * `header: false`: rows only (the caller sends BINARY_HEADER and BINARY_TRAILER itself, see page-encoder.ts).
+   * `recycle`: the caller has written each chunk (to a socket, whose writes complete in order) before it asks for the
+   * next, so the one before it is free: two buffers take turns instead of a fresh 512 KiB one per chunk (each page of
+   * it faulted in anew, then unmapped).
+   */
+  constructor(writers: BinaryWriter[], { header = true, recycle = false }: { header?: boolean; recycle?: boolean } = {}) {
     this.writers = writers;
+    this.recycle = recycle;
     if (header) {
       BINARY_HEADER.copy(this.buf, 0);
       this.pos = BINARY_HEADER.length;
@@ -112,7 +122,9 @@ export class BinaryRows {
 
   private take(next: number): Buffer {
     const out = this.buf.subarray(0, this.pos);
-    this.buf = Buffer.allocUnsafe(next);
+    const spare = this.spare;
+    this.spare = this.recycle ? this.buf : undefined;
+    this.buf = spare && spare.length >= next ? spare : Buffer.allocUnsafe(next);
     this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
     this.pos = 0;
     return out;
