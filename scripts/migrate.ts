@@ -44,8 +44,8 @@ upload and before the commit every planned object is checked in the bucket (size
                          of the bad bytes, and list each one (default: refuse, naming table, column and row)
   --keep-webhooks-active copy the registry webhooks as they are (default: copied DISABLED; they call the old URLs)
   --dry-run              check everything and print what would be copied; write nothing
-  --workers N            worker threads reading and encoding a big table beside the copying one, each on its own
-                         connection, rows still in key order (default 0: no faster on 2 cores; try 1-3 on idle cores)
+  --workers N            worker threads reading a big table through SQLite's library beside the copying one, rows
+                         still in key order (default 0: the file reader, one thread, is faster on 2 cores)
   --sqlite-reader        read every table through SQLite's library (about 2x slower); by default tables are read
                          straight from the database file, with SQLite re-reading a sample of rows to check it
   --yes                  do not ask for confirmation

@@ -67,11 +67,11 @@ describe("reading a table straight from the SQLite file", () => {
                else null end,
              (n % 200) - 100, n % 2,
              case n % 7 when 0 then n * 1.0 when 1 then -0.0 when 2 then null when 3 then 1e300 when 4 then -2.5e-308
-               when 5 then n + 0.125 else 123456789012.0 end,
+               when 5 then n + 0.125 else 123456789012.0 * (1 - 2 * (n % 2)) end,
              case n % 5 when 0 then 'metric_' || n when 1 then 'é€😀 ' || n when 2 then '' when 3 then null
                else printf('%.*c', n % 300, 'a') end,
              case n % 3 when 0 then randomblob(n % 40) when 1 then x'' else null end,
-             case n % 4 when 0 then n when 1 then n * 0.5 when 2 then 'text ' || n else x'00ff' end
+             case n % 4 when 0 then n - 140000000000000 when 1 then n * 0.5 when 2 then 'text ' || n else x'00ff' end
       from c;`;
     const cols = [
       col("id", "bigint", "int"),

@@ -199,6 +199,10 @@ export class FileRows {
                 if (t === 6) {
                   h = buf.readInt32BE(off);
                   l = buf.readInt32BE(off + 4);
+                } else if (t === 5) {
+                  // 6 bytes (millisecond timestamps): the high half is the first two, sign-extended.
+                  h = (buf[off] << 24) >> 16 | buf[off + 1];
+                  l = buf.readInt32BE(off + 2);
                 } else {
                   const v = serialInt(buf, off, t);
                   h = Math.floor(v / 4294967296);

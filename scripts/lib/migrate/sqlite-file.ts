@@ -335,7 +335,7 @@ export function serialInt(buf: Buffer, at: number, t: number): number {
     case 4:
       return buf.readInt32BE(at);
     case 5:
-      return buf.readIntBE(at, 6);
+      return ((buf[at] << 24) >> 16 | buf[at + 1]) * 4294967296 + buf.readUInt32BE(at + 2);
     case 8:
       return 0;
     case 9:
