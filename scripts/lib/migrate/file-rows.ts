@@ -186,7 +186,9 @@ export class FileRows {
         } else
           switch (codes[i]) {
             case TEXT:
-              if (t >= 13 && (t & 1) === 1) {
+            case BYTEA:
+              // A text value into a text column, a blob into bytea: its bytes (text's checked as UTF-8 in pre-flight).
+              if (t >= 12 && (t & 1) === (codes[i] === TEXT ? 1 : 0)) {
                 const len = rec.lens[a];
                 bin.raw(buf, off, len);
                 hashBytes(buf, len, out, off);
@@ -238,13 +240,6 @@ export class FileRows {
                 const b = serialInt(buf, off, t) !== 0 ? 1 : 0;
                 bin.byte(b);
                 hashUint32(b, out);
-              } else this.generic(i, this.value(i, t, off, rec.lens[a]));
-              break;
-            case BYTEA:
-              if (t >= 12 && (t & 1) === 0) {
-                const len = rec.lens[a];
-                bin.raw(buf, off, len);
-                hashBytes(buf, len, out, off);
               } else this.generic(i, this.value(i, t, off, rec.lens[a]));
               break;
             default:
