@@ -93,6 +93,7 @@ export async function copyTable(opts: {
   const workers: LaneWorker[] = [];
   let rows = 0;
   let sum = 0n;
+  let reader: Checksum["reader"] = "sqlite";
   try {
     for (let lane = 1; lane < lanes; lane++) {
       workers.push(new LaneWorker({ path: opts.sourcePath, table: table.name, columns, rowHash: opts.rowHash, binary, lane, lanes, pageRows: PAGE_ROWS }));
@@ -104,49 +105,47 @@ export async function copyTable(opts: {
         const fileRows = new FileRows(file, db, table.name, columns, scan);
         await write(BINARY_HEADER);
         for (let chunk = fileRows.next(); chunk; chunk = fileRows.next()) {
-          await write(chunk);
+          await write(chunk); // before the next: FileRows fills this buffer again after it
           onProgress?.({ table: table.name, done: fileRows.rows, total });
         }
         await write(BINARY_TRAILER);
         ({ rows } = fileRows);
         sum = BigInt(fileRows.checksum().sum);
+        reader = "file";
       } finally {
         file.close();
       }
-      stream.end();
-      await finished;
-      onProgress?.({ table: table.name, done: rows, total });
-      return { rows, sum: sum.toString(), reader: "file" };
-    }
-    const enc = new PageEncoder(table.name, columns, opts.rowHash, binary, { batch: lanes === 1 });
-    const own = readRows(db, table.name, names, { paged, lane: 0, lanes });
-    if (binary) await write(BINARY_HEADER);
-    for (let p = 0; ; p++) {
-      const lane = p % lanes;
-      if (lane === 0) {
-        const next = own.next();
-        if (next.done) break;
-        for (const chunk of enc.encode(next.value)) await write(chunk);
-        rows += next.value.length;
-      } else {
-        const page = await workers[lane - 1].next();
-        if (!page) break; // every later page is empty too: the pages are consecutive runs of the key order
-        await write(page.bytes);
-        rows += page.rows;
+    } else {
+      const enc = new PageEncoder(table.name, columns, opts.rowHash, binary, { batch: lanes === 1 });
+      const own = readRows(db, table.name, names, { paged, lane: 0, lanes });
+      if (binary) await write(BINARY_HEADER);
+      for (let p = 0; ; p++) {
+        const lane = p % lanes;
+        if (lane === 0) {
+          const next = own.next();
+          if (next.done) break;
+          for (const chunk of enc.encode(next.value)) await write(chunk);
+          rows += next.value.length;
+        } else {
+          const page = await workers[lane - 1].next();
+          if (!page) break; // every later page is empty too: the pages are consecutive runs of the key order
+          await write(page.bytes);
+          rows += page.rows;
+        }
+        if ((p & 7) === 7) onProgress?.({ table: table.name, done: rows, total });
       }
-      if ((p & 7) === 7) onProgress?.({ table: table.name, done: rows, total });
+      const rest = enc.rest();
+      if (rest) await write(rest);
+      if (binary) await write(BINARY_TRAILER);
+      const parts = [enc.checksum()];
+      for (const w of workers) {
+        if (await w.next()) throw new Error(`a lane of ${table.name} had a page after the last one`);
+        parts.push(w.result());
+      }
+      const hashed = parts.reduce((n, c) => n + c.rows, 0);
+      if (hashed !== rows) throw new Error(`the lanes of ${table.name} hashed ${hashed} rows but ${rows} were written`);
+      sum = parts.reduce((a, c) => a + BigInt(c.sum), 0n);
     }
-    const rest = enc.rest();
-    if (rest) await write(rest);
-    if (binary) await write(BINARY_TRAILER);
-    const parts = [enc.checksum()];
-    for (const w of workers) {
-      if (await w.next()) throw new Error(`a lane of ${table.name} had a page after the last one`);
-      parts.push(w.result());
-    }
-    const hashed = parts.reduce((n, c) => n + c.rows, 0);
-    if (hashed !== rows) throw new Error(`the lanes of ${table.name} hashed ${hashed} rows but ${rows} were written`);
-    sum = parts.reduce((a, c) => a + BigInt(c.sum), 0n);
   } catch (error) {
     stream.destroy();
     await finished.catch(() => {});
@@ -157,5 +156,5 @@ export async function copyTable(opts: {
   stream.end();
   await finished;
   onProgress?.({ table: table.name, done: rows, total });
-  return { rows, sum: sum.toString(), reader: "sqlite" };
+  return { rows, sum: sum.toString(), reader };
 }
