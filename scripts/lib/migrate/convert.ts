@@ -66,7 +66,8 @@ export function toText(value: SqliteValue): string {
   return s.includes("\0") ? s.replaceAll("\0", "\uFFFD") : s;
 }
 
-function describe(value: SqliteValue): string {
+/** A value as error messages show it (a blob by its size, text quoted, at most 40 characters). */
+export function describe(value: SqliteValue): string {
   if (Buffer.isBuffer(value)) return `a blob of ${value.length} bytes`;
   const s = typeof value === "string" ? JSON.stringify(value) : String(value);
   return s.length > 40 ? s.slice(0, 40) + "…" : s;

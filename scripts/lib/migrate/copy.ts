@@ -110,7 +110,7 @@ export async function copyTable(opts: {
         }
         await write(BINARY_TRAILER);
         ({ rows } = fileRows);
-        sum = BigInt(fileRows.checksum().sum);
+        sum = fileRows.sum.value();
         reader = "file";
       } finally {
         file.close();

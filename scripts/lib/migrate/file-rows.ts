@@ -10,9 +10,9 @@
 // SQLite and compared value by value.
 import { existsSync, statSync } from "node:fs";
 import { binaryWriter, BinaryRows, type BinaryWriter } from "./binary.ts";
-import type { SqliteValue } from "./convert.ts";
+import { describe, type SqliteValue } from "./convert.ts";
 import type { PageColumn } from "./page-encoder.ts";
-import { keyOrder } from "./read-rows.ts";
+import { keyOrderPlan } from "./read-rows.ts";
 import { hashValue, kindCode } from "./record-hash.ts";
 import type { Checksum } from "./row-encoder.ts";
 import { hashBytes, hashFloat8, hashInt8Words, hashUint32, HashSum } from "./rowhash.ts";
@@ -63,19 +63,16 @@ export function fileScan(db: Database.Database, path: string, table: string, col
   const real = columns.map((c) => realAffinity(declared.get(c)!));
   const rootOf = (type: string, name: string) => Number(db.prepare("select rootpage from sqlite_master where type = ? and name = ?").pluck().get(type, name) ?? 0);
 
-  const order = keyOrder(db, table, columns);
-  if (order) {
-    const plan = (db.prepare(`explain query plan select ${columns.map(quoteSqlite).join(", ")} from ${quoteSqlite(table)}${order}`).all() as { detail: string }[])[0]?.detail ?? "";
-    const covering = /USING COVERING INDEX (.+)$/.exec(plan);
-    if (covering) {
-      const index = covering[1];
-      const xinfo = db.prepare("select seqno, cid, name from pragma_index_xinfo(?) order by seqno").all(index) as { seqno: bigint; cid: bigint; name: string | null }[];
-      const at = columns.map((c) => Number(xinfo.find((x) => Number(x.cid) >= 0 && x.name === c)?.seqno ?? -1));
-      const rowidAt = Number(xinfo.find((x) => Number(x.cid) === -1)?.seqno ?? -1);
-      const root = rootOf("index", index);
-      if (at.some((a) => a < 0) || rowidAt < 0 || root < 1) return undefined;
-      return { root, index: true, at, rowidAt, real };
-    }
+  const { plan } = keyOrderPlan(db, table, columns);
+  const covering = /USING COVERING INDEX (.+)$/.exec(plan);
+  if (covering) {
+    const index = covering[1];
+    const xinfo = db.prepare("select seqno, cid, name from pragma_index_xinfo(?) order by seqno").all(index) as { seqno: bigint; cid: bigint; name: string | null }[];
+    const at = columns.map((c) => Number(xinfo.find((x) => Number(x.cid) >= 0 && x.name === c)?.seqno ?? -1));
+    const rowidAt = Number(xinfo.find((x) => Number(x.cid) === -1)?.seqno ?? -1);
+    const root = rootOf("index", index);
+    if (at.some((a) => a < 0) || rowidAt < 0 || root < 1) return undefined;
+    return { root, index: true, at, rowidAt, real };
   }
   const root = rootOf("table", table);
   if (root < 1) return undefined;
@@ -124,7 +121,6 @@ export class FileRows {
   private readonly defaults: (SqliteValue | undefined)[];
   private readonly out = new Int32Array(2);
   private readonly byRowid: Database.Statement;
-  private readonly defaultStmts: (Database.Statement | undefined)[];
   private done = false;
 
   constructor(
@@ -144,7 +140,6 @@ export class FileRows {
       return w;
     });
     this.defaults = cols.map(() => undefined);
-    this.defaultStmts = cols.map(() => undefined);
     this.byRowid = db.prepare(`select ${cols.map((c) => quoteSqlite(c.name)).join(", ")} from ${quoteSqlite(table)} where rowid = ?`).raw(true);
     this.bin = new BinaryRows(this.writers, { header: false, recycle: true });
   }
@@ -181,7 +176,7 @@ export class FileRows {
     let lo = 0;
     for (let i = 0; i < n; i++) {
       const a = at[i];
-      if (a < 0 || a >= rec.count) this.generic(i, a < 0 ? cursor.rowidBig ?? BigInt(cursor.rowid) : this.defaultValue(i));
+      if (a < 0 || a >= rec.count) this.generic(i, a < 0 ? this.rowid() : this.defaultValue(i));
       else {
         const t = rec.types[a];
         const off = rec.offs[a];
@@ -285,13 +280,14 @@ export class FileRows {
     throw new Error(`${this.file.path}: ${this.table}: serial type ${t} (reserved) in a record: database disk image is malformed`);
   }
 
-  /** Column i of a row stored before the column was added (ALTER TABLE ADD COLUMN): its default, as SQLite reads it. */
+  /** Column i of a row stored before the column was added (ALTER TABLE ADD COLUMN): its default, as SQLite reads it
+   * (the same for every such row: ADD COLUMN takes constant defaults only). */
   private defaultValue(i: number): SqliteValue {
     if (this.defaults[i] === undefined) {
-      const stmt = (this.defaultStmts[i] ??= this.db.prepare(`select ${quoteSqlite(this.cols[i].name)} from ${quoteSqlite(this.table)} where rowid = ?`).raw(true));
-      const row = stmt.get(this.cursor.rowidBig ?? BigInt(this.cursor.rowid)) as SqliteValue[] | undefined;
-      if (!row) throw new Error(`${this.table}: rowid ${this.cursor.rowid} read from the file is not in SQLite's snapshot`);
-      this.defaults[i] = row[0];
+      const rowid = this.rowid();
+      const row = this.byRowid.get(rowid) as SqliteValue[] | undefined;
+      if (!row) throw new Error(`${this.table}: rowid ${rowid} read from the file is not in SQLite's snapshot`);
+      this.defaults[i] = row[i];
     }
     return this.defaults[i]!;
   }
@@ -320,7 +316,7 @@ export class FileRows {
       if (!theirs || !same(ours[i], theirs[i])) {
         throw new Error(
           `reading ${this.table} from the file disagrees with SQLite at rowid ${rowid}` +
-            (theirs ? `, column ${this.cols[i].name}: ${show(ours[i])} against ${show(theirs[i])}` : ": SQLite has no such row") +
+            (theirs ? `, column ${this.cols[i].name}: ${describe(ours[i])} against ${describe(theirs[i])}` : ": SQLite has no such row") +
             " — a bug in sqlite-file.ts: re-run with --sqlite-reader and report it; nothing was written",
         );
       }
@@ -334,8 +330,3 @@ function same(a: SqliteValue, b: SqliteValue): boolean {
   return typeof a === typeof b && Object.is(a, b);
 }
 
-function show(v: SqliteValue): string {
-  if (Buffer.isBuffer(v)) return `a blob of ${v.length} bytes`;
-  const s = typeof v === "string" ? JSON.stringify(v) : String(v);
-  return s.length > 60 ? s.slice(0, 60) + "…" : s;
-}

@@ -111,7 +111,10 @@ export class BtreeCursor {
 
   private readonly file: SqliteFile;
   private readonly pageBufs: Buffer[] = [];
+  /** Offset of the page header at each level (100 on page 1, after the file header). */
   private readonly hdr = new Int32Array(MAX_DEPTH);
+  /** Offset of the cell pointer array at each level: after the 8-byte header, 12 on interior pages (right-most child). */
+  private readonly cells = new Int32Array(MAX_DEPTH);
   private readonly kind = new Uint8Array(MAX_DEPTH);
   private readonly count = new Int32Array(MAX_DEPTH);
   /** Next step at each level: leaf: the next cell; table interior: the next child (count = the right-most one);
@@ -150,6 +153,7 @@ export class BtreeCursor {
     if (kind !== TABLE_LEAF && kind !== TABLE_INTERIOR && kind !== INDEX_LEAF && kind !== INDEX_INTERIOR) this.corrupt(`page ${pgno} is not a b-tree page (type ${kind})`);
     if (d > 0 && (kind === TABLE_LEAF || kind === TABLE_INTERIOR) !== (this.kind[0] === TABLE_LEAF || this.kind[0] === TABLE_INTERIOR)) this.corrupt(`page ${pgno} mixes table and index b-trees`);
     this.hdr[d] = h;
+    this.cells[d] = h + (kind === TABLE_INTERIOR || kind === INDEX_INTERIOR ? 12 : 8);
     this.kind[d] = kind;
     this.count[d] = page.readUInt16BE(h + 3);
     this.step[d] = 0;
@@ -157,10 +161,7 @@ export class BtreeCursor {
 
   /** Offset of cell `i` of the page at level `d`. */
   private cell(d: number, i: number): number {
-    const page = this.pageBufs[d];
-    const h = this.hdr[d];
-    const interior = this.kind[d] === TABLE_INTERIOR || this.kind[d] === INDEX_INTERIOR;
-    const off = page.readUInt16BE(h + (interior ? 12 : 8) + 2 * i);
+    const off = this.pageBufs[d].readUInt16BE(this.cells[d] + 2 * i);
     if (off >= this.file.usable) this.corrupt(`cell offset ${off} past the page`);
     return off;
   }
